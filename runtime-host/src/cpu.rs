@@ -1,0 +1,175 @@
+//! The per-request CPU limit: how long a guest may run without blocking on
+//! host I/O.
+//!
+//! The guest runs inside the future of an async wasmtime call. Time spent
+//! inside that future's `poll` is time the guest (or synchronous host code it
+//! called) was running. The call returns `Pending` for two reasons: the guest
+//! waits on I/O (its run ends: the count restarts), or the epoch callback
+//! asked it to yield so other requests get the worker thread (its run goes
+//! on). Counting poll time rather than epoch ticks keeps the limit exact when
+//! a yielded guest waits in a busy scheduler queue.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use wasmtime::UpdateDeadline;
+
+/// The guest ran longer than the limit without blocking.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("guest ran for {ran:?} without yielding to the host (limit {limit:?})")]
+pub struct CpuLimitExceeded {
+    /// How long it had run.
+    pub ran: Duration,
+    /// The limit.
+    pub limit: Duration,
+}
+
+/// Tracks the current continuous run of one instance.
+#[derive(Debug)]
+pub struct CpuMeter {
+    limit: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// When the poll in progress started.
+    poll_started: Option<Instant>,
+    /// Run time accumulated over earlier polls of the current run.
+    ran: Duration,
+    /// The epoch callback asked for a yield during the poll in progress.
+    yield_requested: bool,
+    /// The limit was hit in this request.
+    tripped: bool,
+}
+
+impl CpuMeter {
+    /// A meter enforcing `limit`.
+    pub fn new(limit: Duration) -> Arc<CpuMeter> {
+        Arc::new(CpuMeter {
+            limit,
+            state: Mutex::default(),
+        })
+    }
+
+    /// Starts a new request.
+    pub fn reset(&self) {
+        *self.lock() = State::default();
+    }
+
+    /// Whether the limit was hit since the last reset.
+    pub fn tripped(&self) -> bool {
+        self.lock().tripped
+    }
+
+    /// The epoch-deadline callback: trap past the limit, else yield for one
+    /// tick so other tasks run.
+    pub fn on_epoch_deadline(&self) -> wasmtime::Result<UpdateDeadline> {
+        let mut state = self.lock();
+        let ran = state.ran + state.poll_started.map_or(Duration::ZERO, |t| t.elapsed());
+        if ran >= self.limit {
+            state.tripped = true;
+            return Err(wasmtime::Error::new(CpuLimitExceeded {
+                ran,
+                limit: self.limit,
+            }));
+        }
+        state.yield_requested = true;
+        Ok(UpdateDeadline::Yield(1))
+    }
+
+    fn enter(&self) {
+        self.lock().poll_started = Some(Instant::now());
+    }
+
+    fn leave(&self, pending: bool) {
+        let mut state = self.lock();
+        let elapsed = state
+            .poll_started
+            .take()
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        if pending && !state.yield_requested {
+            // Blocked on host I/O: the continuous run is over.
+            state.ran = Duration::ZERO;
+        } else {
+            state.ran += elapsed;
+        }
+        state.yield_requested = false;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `future` (a guest call) under `meter`.
+pub fn metered<F: Future>(meter: Arc<CpuMeter>, future: F) -> Metered<F> {
+    Metered {
+        meter,
+        inner: Box::pin(future),
+    }
+}
+
+/// A future whose poll time counts against a [`CpuMeter`].
+pub struct Metered<F> {
+    meter: Arc<CpuMeter>,
+    inner: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let meter = Arc::clone(&self.meter);
+        meter.enter();
+        let result = self.inner.as_mut().poll(cx);
+        meter.leave(result.is_pending());
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yields_below_limit_and_trips_above() {
+        let meter = CpuMeter::new(Duration::from_millis(200));
+        meter.enter();
+        assert!(matches!(
+            meter.on_epoch_deadline().unwrap(),
+            UpdateDeadline::Yield(1)
+        ));
+        std::thread::sleep(Duration::from_millis(210));
+        assert!(meter.on_epoch_deadline().is_err());
+        assert!(meter.tripped());
+        meter.reset();
+        assert!(!meter.tripped());
+    }
+
+    #[test]
+    fn yields_continue_a_run_but_io_waits_end_it() {
+        let meter = CpuMeter::new(Duration::from_millis(100));
+        // A poll that ran 60 ms and was asked to yield: the run continues.
+        meter.enter();
+        std::thread::sleep(Duration::from_millis(60));
+        meter.on_epoch_deadline().unwrap();
+        meter.leave(true);
+        meter.enter();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(meter.on_epoch_deadline().is_err());
+
+        // The same, but the first poll ended waiting on I/O: it restarts.
+        meter.reset();
+        meter.enter();
+        std::thread::sleep(Duration::from_millis(60));
+        meter.leave(true);
+        meter.enter();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(meter.on_epoch_deadline().is_ok());
+    }
+}

@@ -1,0 +1,355 @@
+//! Outgoing HTTP of the guests (`wasi:http/outgoing-handler`): one pooled
+//! keep-alive client shared by every instance, with the guest's
+//! `request-options` timeouts and error codes the edge can act on.
+
+use std::error::Error as StdError;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::{Instant, Sleep};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Idle keep-alive connections are closed after this long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per origin.
+const POOL_MAX_IDLE_PER_HOST: usize = 256;
+/// Connect bound when the guest sets none (the OS default is minutes).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Host names under this suffix address Durable Objects.
+pub const DURABLE_OBJECT_SUFFIX: &str = ".do.edgegate.internal";
+
+/// The shared outbound client.
+pub struct Outbound {
+    client: Client<HttpsConnector<HttpConnector>, WasiBody>,
+}
+
+impl Outbound {
+    /// A client for `http` and `https` (Mozilla roots) origins.
+    pub fn new() -> Result<Outbound, rustls::Error> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(Outbound { client })
+    }
+
+    /// Sends `request` (absolute URI) and returns once the response head
+    /// arrived; the body streams after that.
+    ///
+    /// Timeouts: `connect_timeout` bounds getting a connection (DNS, TCP,
+    /// TLS; a pooled connection is immediate), `first_byte_timeout` runs from
+    /// then until the response head, `between_bytes_timeout` between body
+    /// frames.
+    pub async fn send(
+        &self,
+        mut request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<Response<WasiBody>, Error> {
+        if request.uri().authority().is_none() {
+            return Err(Error::HttpRequestUriInvalid);
+        }
+        if is_durable_object(request.uri()) {
+            return durable_object(request).await;
+        }
+        let options = options.unwrap_or_default();
+
+        let mut connection = capture_connection(&mut request);
+        let response = self.client.request(request);
+        tokio::pin!(response);
+        let connect_deadline = options.connect_timeout.map(|t| Instant::now() + t);
+        let finished_early = tokio::select! {
+            biased;
+            result = &mut response => Some(result),
+            _ = connection.wait_for_connection_metadata() => None,
+            _ = sleep_until(connect_deadline) => return Err(Error::ConnectionTimeout),
+        };
+        let result = match finished_early {
+            Some(result) => result,
+            None => match options.first_byte_timeout {
+                Some(limit) => tokio::time::timeout(limit, response)
+                    .await
+                    .map_err(|_| Error::ConnectionReadTimeout)?,
+                None => response.await,
+            },
+        };
+        let response = result.map_err(|e| {
+            let code = client_error(&e);
+            tracing::debug!(error = %error_chain(&e), ?code, "outbound request failed");
+            code
+        })?;
+        Ok(response.map(|body| TimedBody::new(body, options.between_bytes_timeout).boxed_unsync()))
+    }
+}
+
+/// Whether `uri` addresses a Durable Object (`<name>.do.edgegate.internal`).
+pub fn is_durable_object(uri: &Uri) -> bool {
+    uri.host().is_some_and(|host| {
+        host.len() > DURABLE_OBJECT_SUFFIX.len()
+            && host
+                .get(host.len() - DURABLE_OBJECT_SUFFIX.len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(DURABLE_OBJECT_SUFFIX))
+    })
+}
+
+/// **Durable Object dispatch.** Every outbound request to
+/// `*.do.edgegate.internal` ends here instead of the network; this is where
+/// in-process Durable Objects will be served. Until then they do not exist.
+async fn durable_object(request: Request<WasiBody>) -> Result<Response<WasiBody>, Error> {
+    drop(request);
+    Err(Error::DestinationNotFound)
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Maps a client failure to the `wasi:http` error code the guest sees: the
+/// edge answers refused/reset with 502 and timeouts with 504.
+fn client_error(err: &hyper_util::client::legacy::Error) -> Error {
+    let causes = causes(err);
+    if let Some(tls) = causes
+        .iter()
+        .find_map(|e| e.downcast_ref::<rustls::Error>())
+    {
+        return tls_error(tls);
+    }
+    if causes
+        .iter()
+        .any(|e| e.to_string().starts_with("dns error"))
+    {
+        return dns_error();
+    }
+    if let Some(hyper) = causes.iter().find_map(|e| e.downcast_ref::<hyper::Error>()) {
+        return hyper_error(hyper);
+    }
+    let io = causes
+        .iter()
+        .filter_map(|e| e.downcast_ref::<io::Error>())
+        .find(|io| io.kind() != io::ErrorKind::Other);
+    match io {
+        Some(io) => io_error(io, err.is_connect()),
+        None if err.is_connect() => Error::ConnectionTerminated,
+        None => Error::HttpProtocolError,
+    }
+}
+
+/// Every error below `err`. `io::Error` hides the error it wraps from
+/// `source()` (and the TLS connector wraps twice), so look inside too.
+fn causes<'a>(err: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {
+    let mut found = Vec::new();
+    let mut next: Vec<&(dyn StdError + 'static)> = err.source().into_iter().collect();
+    while let Some(e) = next.pop() {
+        found.push(e);
+        next.extend(e.source());
+        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            next.push(inner);
+        }
+    }
+    found
+}
+
+/// `error: cause: cause …` on one line.
+fn error_chain(err: &dyn StdError) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+fn dns_error() -> Error {
+    Error::DnsError {
+        rcode: Some("address not available".into()),
+        info_code: None,
+    }
+}
+
+fn io_error(err: &io::Error, connecting: bool) -> Error {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+        io::ErrorKind::TimedOut if connecting => Error::ConnectionTimeout,
+        io::ErrorKind::TimedOut => Error::ConnectionReadTimeout,
+        io::ErrorKind::HostUnreachable => Error::DestinationUnavailable,
+        io::ErrorKind::NetworkUnreachable => Error::DestinationIpUnroutable,
+        io::ErrorKind::AddrNotAvailable => dns_error(),
+        _ => Error::ConnectionTerminated,
+    }
+}
+
+fn hyper_error(err: &hyper::Error) -> Error {
+    if err.is_timeout() {
+        Error::ConnectionReadTimeout
+    } else if err.is_incomplete_message() {
+        Error::HttpResponseIncomplete
+    } else if err.is_closed() || err.is_canceled() {
+        Error::ConnectionTerminated
+    } else if err.is_parse() || err.is_parse_status() {
+        Error::HttpProtocolError
+    } else {
+        match err.source().and_then(|s| s.downcast_ref::<io::Error>()) {
+            Some(io) => io_error(io, false),
+            None => Error::HttpProtocolError,
+        }
+    }
+}
+
+fn tls_error(err: &rustls::Error) -> Error {
+    match err {
+        rustls::Error::InvalidCertificate(_) => Error::TlsCertificateError,
+        rustls::Error::AlertReceived(alert) => Error::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        _ => Error::TlsProtocolError,
+    }
+}
+
+/// A response body that fails when the next frame takes too long.
+struct TimedBody {
+    inner: hyper::body::Incoming,
+    limit: Option<Duration>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl TimedBody {
+    fn new(inner: hyper::body::Incoming, limit: Option<Duration>) -> TimedBody {
+        TimedBody {
+            inner,
+            limit,
+            timer: None,
+        }
+    }
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.timer = None;
+                Poll::Ready(frame.map(|f| f.map_err(|e| hyper_error(&e))))
+            }
+            Poll::Pending => {
+                let Some(limit) = this.limit else {
+                    return Poll::Pending;
+                };
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                ready!(timer.as_mut().poll(cx));
+                this.timer = None;
+                Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The `wasi:http` hooks of one instance: outgoing requests go through the
+/// shared [`Outbound`] client.
+pub struct OutboundHooks {
+    outbound: Arc<Outbound>,
+}
+
+impl OutboundHooks {
+    /// Hooks sending through `outbound`.
+    pub fn new(outbound: Arc<Outbound>) -> OutboundHooks {
+        OutboundHooks { outbound }
+    }
+}
+
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: IoFuture,
+    ) -> Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), Error>> + Send> {
+        // The client drives connections itself; there is no per-request I/O
+        // task whose outcome would need reporting.
+        drop(fut);
+        let outbound = Arc::clone(&self.outbound);
+        Box::new(async move {
+            let response = outbound.send(request, options).await?;
+            let io: IoFuture = Box::new(async { Ok(()) });
+            Ok((response, io))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_object_authority_is_recognised() {
+        let yes: Uri = "http://counter.do.edgegate.internal/x".parse().unwrap();
+        let upper: Uri = "http://A.DO.EDGEGATE.INTERNAL:80/".parse().unwrap();
+        let bare: Uri = "http://do.edgegate.internal/".parse().unwrap();
+        let other: Uri = "http://example.com/".parse().unwrap();
+        assert!(is_durable_object(&yes));
+        assert!(is_durable_object(&upper));
+        assert!(!is_durable_object(&bare));
+        assert!(!is_durable_object(&other));
+    }
+
+    #[test]
+    fn refused_and_timeouts_map_to_their_codes() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(matches!(io_error(&refused, true), Error::ConnectionRefused));
+        let timed_out = io::Error::from(io::ErrorKind::TimedOut);
+        assert!(matches!(
+            io_error(&timed_out, true),
+            Error::ConnectionTimeout
+        ));
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            io_error(&reset, false),
+            Error::ConnectionTerminated
+        ));
+    }
+}

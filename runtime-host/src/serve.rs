@@ -1,0 +1,213 @@
+//! `edgegate serve`: validate, bind, compile, serve, stop on a signal.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, Readiness};
+use crate::cli::ServeArgs;
+use crate::engine::{self, Origin};
+use crate::outbound::Outbound;
+use crate::pool::{self, Guests, Limits};
+use crate::settings::{Loaded, ServeSettings, Source};
+use crate::{banner, demo, linker, listener, server};
+
+/// The edge component built from `edge/component`.
+static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("EDGE_COMPONENT_WASM"));
+
+/// Runs `serve`; exit code 2 for an invalid configuration.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let started = Instant::now();
+    let loaded = match Loaded::for_serve(args.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = ServeSettings::new(&loaded.config, &args);
+    if same_address(&settings.listen, &settings.admin) {
+        eprintln!(
+            "error: server.admin: must differ from the public listen address {}",
+            settings.listen
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(loaded, settings, args, started));
+    // Blocking compile threads must not hold up exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    loaded: Loaded,
+    settings: ServeSettings,
+    args: ServeArgs,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+
+    let admin_listener = bind(&settings.admin, "server.admin").await?;
+    let public_listener = bind(&settings.listen, "server.listen").await?;
+    let admin_addr = admin_listener.local_addr()?;
+    let public_addr = public_listener.local_addr()?;
+    let ready = Readiness::default();
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        ready.clone(),
+        shutdown.clone(),
+    ));
+
+    let demo_addr = if args.demo || loaded.source == Source::Default {
+        start_demo(&loaded, shutdown.clone()).await
+    } else {
+        None
+    };
+
+    let wasm = match &args.component {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("reading the component {}", path.display()))?,
+        None => EMBEDDED_COMPONENT.to_vec(),
+    };
+    let compile = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || prepare(&wasm, &settings))
+    };
+    let mut waiting = shutdown.clone();
+    let pre = tokio::select! {
+        prepared = compile => prepared.context("compiling the component")??,
+        _ = listener::stopped(&mut waiting) => return Ok(()),
+    };
+
+    let outbound = Arc::new(Outbound::new().context("setting up TLS for outbound requests")?);
+    let limits = Limits {
+        memory: settings.max_instance_memory,
+        cpu: settings.cpu_limit,
+        max_requests: settings.instance_max_requests,
+    };
+    let guests = Arc::new(Guests::new(pre, loaded.guest_env(), outbound, limits));
+    ready.set_ready();
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    eprint!(
+        "{}",
+        banner::render(&loaded.config, public_addr, admin_addr, demo_addr)
+    );
+
+    server::serve(public_listener, guests, shutdown).await;
+    let _ = admin_task.await;
+    Ok(())
+}
+
+/// Compiles (or loads from cache) and links the component.
+fn prepare(
+    wasm: &[u8],
+    settings: &ServeSettings,
+) -> anyhow::Result<wasmtime_wasi_http::p2::bindings::ProxyPre<pool::HostState>> {
+    let started = Instant::now();
+    let engine = engine::new_engine(settings.max_instance_memory)?;
+    engine::start_epoch_ticker(&engine);
+    let (component, origin) = engine::load_component(&engine, wasm, settings.cache_dir.as_deref())?;
+    let how = match origin {
+        Origin::Cache => "loaded from cache",
+        Origin::Compiled => "compiled",
+    };
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        cache = ?settings.cache_dir,
+        "edge component {how}"
+    );
+    Ok(linker::proxy_pre(&component)?)
+}
+
+async fn start_demo(loaded: &Loaded, shutdown: watch::Receiver<bool>) -> Option<SocketAddr> {
+    let addr = demo::address(&loaded.config);
+    match TcpListener::bind(&addr).await {
+        Ok(listener) => {
+            let local = listener.local_addr().ok();
+            tokio::spawn(demo::serve(listener, shutdown));
+            local
+        }
+        Err(e) => {
+            tracing::warn!("demo upstream not started on {addr}: {e}");
+            None
+        }
+    }
+}
+
+async fn bind(addr: &str, key: &str) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(e) => bail!("{key}: cannot listen on {addr}: {e}"),
+    }
+}
+
+/// Whether two listener addresses name the same socket.
+/// Port 0 (any free port) never clashes.
+fn same_address(a: &str, b: &str) -> bool {
+    let first = |s: &str| s.to_socket_addrs().ok().and_then(|mut it| it.next());
+    match (first(a), first(b)) {
+        (Some(x), Some(y)) => x == y && x.port() != 0,
+        _ => a == b,
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_address_compares_sockets() {
+        assert!(same_address("127.0.0.1:9901", "127.0.0.1:9901"));
+        assert!(!same_address("127.0.0.1:9901", "127.0.0.1:8080"));
+        assert!(!same_address("127.0.0.1:0", "127.0.0.1:0"));
+        assert!(same_address("localhost:9901", "127.0.0.1:9901"));
+    }
+}

@@ -1,0 +1,88 @@
+//! The public listener: every request goes to the edge component.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use edgegate_problem::Problem;
+use http::header::{HOST, HeaderValue};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+use crate::listener::{self, ShutdownSignal};
+use crate::pool::Guests;
+use crate::respond::{self, Body, REQUEST_ID};
+
+/// Header carrying the client's address to the guest (the name Spin uses).
+pub const CLIENT_ADDR: &str = "spin-client-addr";
+
+/// Serves the public listener until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    guests: Arc<Guests>,
+    shutdown: ShutdownSignal,
+) {
+    let local = listener.local_addr().ok();
+    listener::serve(
+        listener,
+        move |request, peer| handle(Arc::clone(&guests), local, request, peer),
+        shutdown,
+    )
+    .await;
+}
+
+/// Prepares `request` for the guest and runs it; host failures become
+/// problem responses.
+pub async fn handle(
+    guests: Arc<Guests>,
+    local: Option<SocketAddr>,
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = respond::request_id(request.headers());
+    let method = request.method().clone();
+    // Path only: queries may carry tokens.
+    let path = request.uri().path().to_string();
+
+    let headers = request.headers_mut();
+    // Only the host knows the peer; a client-sent value is a spoof.
+    headers.remove(CLIENT_ADDR);
+    headers.insert(CLIENT_ADDR, header_value(&peer.to_string()));
+    headers.insert(REQUEST_ID, header_value(&request_id));
+
+    // `wasi:http` needs an authority: HTTP/1.0 clients may omit `Host`.
+    if request.uri().authority().is_none() {
+        match request.headers().get(HOST).map(HeaderValue::to_str) {
+            Some(Ok(_)) => {}
+            Some(Err(_)) => {
+                let problem = Problem::new(400, "bad_request", "the Host header is not valid");
+                return respond::problem(&problem, &request_id);
+            }
+            None => {
+                let host = local.map_or_else(|| "localhost".to_string(), |a| a.to_string());
+                request.headers_mut().insert(HOST, header_value(&host));
+            }
+        }
+    }
+
+    let response = match guests.handle(request).await {
+        Ok(response) => response,
+        Err(failure) => respond::problem(&failure.problem(), &request_id),
+    };
+    tracing::debug!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        request_id,
+        "request"
+    );
+    response
+}
+
+/// Socket addresses and validated request ids are always valid header
+/// values; fall back to empty rather than panic.
+fn header_value(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

@@ -1,0 +1,468 @@
+//! A real `redis-server` for tests, and an Upstash-compatible REST endpoint
+//! in front of it, so the gateway's Upstash backend runs against real Redis
+//! (real Lua, real `EVALSHA`/`NOSCRIPT`, real key expiry) on loopback.
+//!
+//! The endpoint speaks the part of Upstash's REST API the gateway uses, as
+//! Upstash documents it: `POST /` with a command as a JSON array
+//! (`["SET","k","v"]`) answers `{"result": …}`, or `{"error": "…"}` with
+//! status 400; `POST /pipeline` with an array of commands answers an array
+//! of those objects with status 200; a missing or wrong
+//! `Authorization: Bearer <token>` answers 401 `{"error":"Unauthorized"}`.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value as Json, json};
+use tokio::net::TcpListener;
+
+/// The server binary; `apt-get install redis-server` provides it.
+pub const REDIS_SERVER: &str = "redis-server";
+
+/// A `redis-server` on a free loopback port, without persistence; killed on
+/// drop.
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Why no server can be started here (`redis-server` is not installed),
+    /// if that is so.
+    pub fn unavailable() -> Option<String> {
+        match Command::new(REDIS_SERVER)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+        {
+            Ok(s) if s.success() => None,
+            _ => Some(format!(
+                "`{REDIS_SERVER}` is not installed (apt-get install redis-server)"
+            )),
+        }
+    }
+
+    /// Starts a server and waits until it answers `PING`. Panics, naming
+    /// the package to install, when `redis-server` is missing.
+    pub fn start() -> RedisServer {
+        if let Some(why) = Self::unavailable() {
+            panic!("{why}");
+        }
+        // A port found free can be taken before the server binds it: retry.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start() {
+                Ok(server) => return server,
+                Err(why) => last = why,
+            }
+        }
+        panic!("redis-server did not start: {last}");
+    }
+
+    fn try_start() -> Result<RedisServer, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let child = Command::new(REDIS_SERVER)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut server = RedisServer { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if server.ping() {
+                return Ok(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut e) = server.child.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                return Err(format!("exited with {status}: {stderr}"));
+            }
+            if Instant::now() > deadline {
+                return Err("no PONG within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:port/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Its (empty) working directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How the REST endpoint treats requests (to test the gateway's failure
+/// handling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Runs the commands.
+    Serve,
+    /// Accepts the request and answers nothing for 10 s.
+    Stall,
+    /// Answers this status with a non-JSON body.
+    Status(u16),
+}
+
+struct Shared {
+    token: String,
+    connection: redis::aio::MultiplexedConnection,
+    /// 0 = serve, 1 = stall, else the status to answer.
+    mode: AtomicU16,
+    requests: AtomicUsize,
+    commands: Mutex<Vec<String>>,
+}
+
+/// An Upstash-compatible REST endpoint over a [`RedisServer`]; stops when
+/// dropped.
+pub struct UpstashRest {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl UpstashRest {
+    /// Serves `redis` on a free loopback port, accepting only `token`.
+    pub fn start(redis: &RedisServer, token: &str) -> UpstashRest {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let client = redis::Client::open(redis.url()).expect("redis URL");
+        let connection = runtime
+            .block_on(client.get_multiplexed_async_connection())
+            .expect("connecting to redis-server");
+        let listener = runtime
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the REST endpoint");
+        let addr = listener.local_addr().expect("REST endpoint address");
+        let shared = Arc::new(Shared {
+            token: token.to_string(),
+            connection,
+            mode: AtomicU16::new(0),
+            requests: AtomicUsize::new(0),
+            commands: Mutex::new(Vec::new()),
+        });
+        let state = Arc::clone(&shared);
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        UpstashRest {
+            addr,
+            shared,
+            _runtime: runtime,
+        }
+    }
+
+    /// `http://127.0.0.1:port`, the value of `[upstash] url`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes how later requests are treated.
+    pub fn set_mode(&self, mode: Mode) {
+        let code = match mode {
+            Mode::Serve => 0,
+            Mode::Stall => 1,
+            Mode::Status(s) => s,
+        };
+        self.shared.mode.store(code, Ordering::SeqCst);
+    }
+
+    /// HTTP requests received so far (authorised or not).
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Names of the commands run so far, upper case, in order.
+    pub fn commands(&self) -> Vec<String> {
+        self.shared.commands.lock().expect("command log").clone()
+    }
+}
+
+type Body = Full<Bytes>;
+
+fn reply(status: StatusCode, body: &Json) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("response")
+}
+
+async fn handle(state: &Shared, req: Request<Incoming>) -> Response<Body> {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let expected = format!("Bearer {}", state.token);
+    let authorised = req
+        .headers()
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+    if !authorised {
+        return reply(StatusCode::UNAUTHORIZED, &json!({"error": "Unauthorized"}));
+    }
+    match state.mode.load(Ordering::SeqCst) {
+        0 => {}
+        1 => {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "stalled"}),
+            );
+        }
+        status => {
+            return Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::from_static(b"<html>unavailable</html>")))
+                .expect("response");
+        }
+    }
+    if req.method() != hyper::Method::POST {
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "only POST with a JSON command is supported here"}),
+        );
+    }
+    let pipeline = match req.uri().path() {
+        "/" => false,
+        "/pipeline" => true,
+        other => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": format!("ERR unsupported path {other}")}),
+            );
+        }
+    };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let Ok(parsed) = serde_json::from_slice::<Json>(&body) else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "ERR the body is not JSON"}),
+        );
+    };
+    let mut connection = state.connection.clone();
+    if pipeline {
+        let Json::Array(commands) = parsed else {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "ERR a pipeline is an array of commands"}),
+            );
+        };
+        let mut results = Vec::with_capacity(commands.len());
+        for command in &commands {
+            results.push(match run(state, &mut connection, command).await {
+                Ok(result) => json!({ "result": result }),
+                Err(error) => json!({ "error": error }),
+            });
+        }
+        return reply(StatusCode::OK, &Json::Array(results));
+    }
+    match run(state, &mut connection, &parsed).await {
+        Ok(result) => reply(StatusCode::OK, &json!({ "result": result })),
+        Err(error) => reply(StatusCode::BAD_REQUEST, &json!({ "error": error })),
+    }
+}
+
+/// Runs one JSON command; the error is Redis's own text (`NOSCRIPT No
+/// matching script. Please use EVAL.`).
+async fn run(
+    state: &Shared,
+    connection: &mut redis::aio::MultiplexedConnection,
+    command: &Json,
+) -> Result<Json, String> {
+    let Some((name, args)) = command.as_array().and_then(|c| c.split_first()) else {
+        return Err("ERR a command is a non-empty JSON array".into());
+    };
+    let Some(name) = name.as_str() else {
+        return Err("ERR the command name must be a string".into());
+    };
+    let mut cmd = redis::cmd(name);
+    for arg in args {
+        match arg {
+            Json::String(s) => cmd.arg(s.as_str()),
+            Json::Number(n) => cmd.arg(n.to_string()),
+            _ => return Err("ERR arguments must be strings or numbers".into()),
+        };
+    }
+    state
+        .commands
+        .lock()
+        .expect("command log")
+        .push(name.to_ascii_uppercase());
+    match cmd.query_async::<redis::Value>(connection).await {
+        Ok(value) => Ok(to_json(value)),
+        Err(e) => Err(match (e.code(), e.detail()) {
+            (Some(code), Some(detail)) => format!("{code} {detail}"),
+            _ => e.to_string(),
+        }),
+    }
+}
+
+/// A Redis reply as Upstash renders it in JSON.
+fn to_json(value: redis::Value) -> Json {
+    use redis::Value;
+    match value {
+        Value::Nil => Json::Null,
+        Value::Int(i) => json!(i),
+        Value::BulkString(b) => Json::String(String::from_utf8_lossy(&b).into_owned()),
+        Value::SimpleString(s) => Json::String(s),
+        Value::Okay => Json::String("OK".into()),
+        Value::Array(items) | Value::Set(items) => {
+            Json::Array(items.into_iter().map(to_json).collect())
+        }
+        Value::Map(pairs) => Json::Array(
+            pairs
+                .into_iter()
+                .flat_map(|(k, v)| [to_json(k), to_json(v)])
+                .collect(),
+        ),
+        Value::Double(d) => json!(d),
+        Value::Boolean(b) => json!(i64::from(b)),
+        Value::ServerError(e) => {
+            Json::String(format!("{} {}", e.code(), e.details().unwrap_or("")))
+        }
+        other => Json::String(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(url: &str, token: &str, body: &str) -> (u16, Json) {
+        let r = crate::client()
+            .post(url)
+            .header("authorization", format!("Bearer {token}"))
+            .body(body.to_string())
+            .send()
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, serde_json::from_str(&r.text().unwrap()).unwrap())
+    }
+
+    #[test]
+    fn speaks_upstash_rest_over_real_redis() {
+        let redis = RedisServer::start();
+        let rest = UpstashRest::start(&redis, "tok");
+        let url = rest.url();
+        assert_eq!(
+            post(&format!("{url}/"), "tok", r#"["SET","k","v","PX",60000]"#),
+            (200, json!({"result": "OK"}))
+        );
+        assert_eq!(
+            post(&format!("{url}/"), "tok", r#"["GET","k"]"#),
+            (200, json!({"result": "v"}))
+        );
+        assert_eq!(
+            post(&format!("{url}/"), "tok", r#"["EVAL","return {1,2}","0"]"#),
+            (200, json!({"result": [1, 2]}))
+        );
+        let (status, body) = post(
+            &format!("{url}/"),
+            "tok",
+            r#"["EVALSHA","0000000000000000000000000000000000000000","0"]"#,
+        );
+        assert_eq!(status, 400);
+        assert!(
+            body["error"].as_str().unwrap().starts_with("NOSCRIPT"),
+            "{body}"
+        );
+        assert_eq!(
+            post(
+                &format!("{url}/pipeline"),
+                "tok",
+                r#"[["INCR","n"],["INCR","k"],["GET","missing"]]"#
+            ),
+            (
+                200,
+                json!([
+                    {"result": 1},
+                    {"error": "ERR value is not an integer or out of range"},
+                    {"result": null}
+                ])
+            )
+        );
+        assert_eq!(
+            post(&format!("{url}/"), "wrong", r#"["GET","k"]"#),
+            (401, json!({"error": "Unauthorized"}))
+        );
+        assert_eq!(
+            rest.commands(),
+            ["SET", "GET", "EVAL", "EVALSHA", "INCR", "INCR", "GET"]
+        );
+        assert_eq!(rest.requests(), 6);
+        let dir = redis.dir().to_path_buf();
+        drop(rest);
+        drop(redis);
+        assert!(!dir.exists(), "the server's directory is removed");
+    }
+}
