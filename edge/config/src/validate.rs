@@ -362,8 +362,14 @@ fn check_route(
     }
     if let Some(ws) = &r.websocket {
         check_hub_name(&format!("{p}.websocket.hub"), &ws.hub, m.path.as_deref())?;
-        positive(&format!("{p}.websocket.max_message_bytes"), ws.max_message_bytes)?;
-        positive(&format!("{p}.websocket.messages_per_second"), ws.messages_per_second)?;
+        positive(
+            &format!("{p}.websocket.max_message_bytes"),
+            ws.max_message_bytes,
+        )?;
+        positive(
+            &format!("{p}.websocket.messages_per_second"),
+            ws.messages_per_second,
+        )?;
     }
     Ok(())
 }

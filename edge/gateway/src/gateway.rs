@@ -368,8 +368,11 @@ impl Gateway {
         let limited = if compiled.policies.is_empty() {
             HeaderMap::new()
         } else {
-            let policies: Vec<&CompiledPolicy> =
-                compiled.policies.iter().map(|&i| &self.policies[i]).collect();
+            let policies: Vec<&CompiledPolicy> = compiled
+                .policies
+                .iter()
+                .map(|&i| &self.policies[i])
+                .collect();
             let subject = Subject {
                 ip: client.ip.as_deref(),
                 identity: identity.as_ref(),
@@ -379,7 +382,9 @@ impl Gateway {
                 Outcome::Admitted(h) => h,
                 Outcome::Refused(h) => {
                     let mut reject = Reject::new(429, "rate_limited", "too many requests");
-                    reject.headers.extend(h.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    reject
+                        .headers
+                        .extend(h.iter().map(|(k, v)| (k.clone(), v.clone())));
                     return Err(reject);
                 }
                 Outcome::Unavailable(why) => {
@@ -389,7 +394,15 @@ impl Gateway {
         };
 
         if let Some(ws) = &route.websocket {
-            return hub::connect(platform, request, ws, matched, identity.as_ref(), compiled.cors.as_ref()).await;
+            return hub::connect(
+                platform,
+                request,
+                ws,
+                matched,
+                identity.as_ref(),
+                compiled.cors.as_ref(),
+            )
+            .await;
         }
         if let Some(hub_name) = &route.hub {
             return hub::backend(platform, request, hub_name, matched).await;

@@ -40,17 +40,28 @@ pub(crate) async fn connect<P: Platform>(
     cors: Option<&Cors>,
 ) -> Result<Response<P::Body>, Reject> {
     if !is_upgrade(&request) {
-        return Err(Reject::new(426, "upgrade_required", "this route takes WebSocket connections")
-            .with(header::UPGRADE, "websocket"));
+        return Err(Reject::new(
+            426,
+            "upgrade_required",
+            "this route takes WebSocket connections",
+        )
+        .with(header::UPGRADE, "websocket"));
     }
     // Browsers send Origin on every WebSocket handshake; a page on another
     // origin must not ride the user's cookies into the hub.
     if let (Some(origin), Some(cors)) = (
-        request.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok()),
         cors,
     ) && !cors.allows_origin(origin)
     {
-        return Err(Reject::new(403, "origin_refused", "this origin may not open WebSockets here"));
+        return Err(Reject::new(
+            403,
+            "origin_refused",
+            "this origin may not open WebSockets here",
+        ));
     }
     let user = match identity {
         Some(i) => i.user.clone().or_else(|| i.consumer.clone()),
@@ -74,10 +85,14 @@ pub(crate) async fn connect<P: Platform>(
         (USER_ID_HEADER, user),
         (USER_ROLES_HEADER, roles),
         (MAX_MESSAGE_BYTES_HEADER, ws.max_message_bytes.to_string()),
-        (MESSAGES_PER_SECOND_HEADER, ws.messages_per_second.to_string()),
+        (
+            MESSAGES_PER_SECOND_HEADER,
+            ws.messages_per_second.to_string(),
+        ),
     ] {
-        let value = HeaderValue::from_str(&value)
-            .map_err(|_| Reject::new(400, "bad_identity", "identity is not a valid header value"))?;
+        let value = HeaderValue::from_str(&value).map_err(|_| {
+            Reject::new(400, "bad_identity", "identity is not a valid header value")
+        })?;
         h.insert(name, value);
     }
     parts.uri = http::Uri::from_static("http://hub/connect");
@@ -95,8 +110,10 @@ pub(crate) async fn backend<P: Platform>(
         Method::POST => "http://hub/publish",
         Method::GET | Method::HEAD => "http://hub/presence",
         _ => {
-            return Err(Reject::new(405, "method_not_allowed", "hubs take GET and POST")
-                .with(header::ALLOW, "GET, HEAD, POST"));
+            return Err(
+                Reject::new(405, "method_not_allowed", "hubs take GET and POST")
+                    .with(header::ALLOW, "GET, HEAD, POST"),
+            );
         }
     };
     let hub = edgegate_router::expand(hub_name, &matched.params);
@@ -115,7 +132,9 @@ async fn call<P: Platform>(
         .durable_object(HUB_CLASS, hub, request)
         .await
         .map_err(|e| match e {
-            FetchError::Timeout => Reject::new(504, "hub_timeout", "the hub did not answer in time"),
+            FetchError::Timeout => {
+                Reject::new(504, "hub_timeout", "the hub did not answer in time")
+            }
             _ => Reject::new(503, "hub_unavailable", "the hub could not be reached"),
         })
 }

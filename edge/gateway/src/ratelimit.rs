@@ -161,9 +161,10 @@ async fn ask<P: Platform>(
     let mut request = Request::new(P::Body::from_bytes(policy.body.clone()));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = http::Uri::from_static("http://ratelimiter/check");
-    request
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let response = platform
         .durable_object(LIMITER_CLASS, &policy.counter(subject), request)
         .await

@@ -65,8 +65,14 @@ impl TestPlatform {
     async fn hub(&self, request: Request<TestBody>) -> Response<TestBody> {
         let mut request = request.map(|b| b.bytes);
         // What a host does for guests that cannot see `Upgrade`.
-        if request.headers_mut().remove(headers::WEBSOCKET_UPGRADE).is_some() {
-            request.headers_mut().insert("upgrade", HeaderValue::from_static("websocket"));
+        if request
+            .headers_mut()
+            .remove(headers::WEBSOCKET_UPGRADE)
+            .is_some()
+        {
+            request
+                .headers_mut()
+                .insert("upgrade", HeaderValue::from_static("websocket"));
         }
         self.seen.borrow_mut().push(request.clone().into_parts().0);
         let state = MemoryState::new(self.now_unix_ms());
@@ -134,7 +140,9 @@ impl Platform for TestPlatform {
             .await
             .into_response()
             .expect("a limiter answers with a response");
-        self.limiters.borrow_mut().insert(name.to_string(), (state, limiter));
+        self.limiters
+            .borrow_mut()
+            .insert(name.to_string(), (state, limiter));
         Ok(response.map(|b| TestBody::from_bytes(Bytes::from(b))))
     }
 
@@ -469,27 +477,49 @@ fn rate_limited_route_admits_the_limit_then_429s_with_headers() {
     let p = TestPlatform::new(&[]);
     let auth = format!("Bearer {}", token(&["admin"]));
     for remaining in ["1", "0"] {
-        let resp = run(&gw, &p, request("GET", "http://gw/api/x", &[("authorization", &auth)], b""));
+        let resp = run(
+            &gw,
+            &p,
+            request("GET", "http://gw/api/x", &[("authorization", &auth)], b""),
+        );
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["ratelimit-policy"], "\"p\";q=2;w=60");
         let rl = resp.headers()["ratelimit"].to_str().unwrap();
         assert!(rl.starts_with(&format!("\"p\";r={remaining};t=")), "{rl}");
     }
-    let resp = run(&gw, &p, request("GET", "http://gw/api/x", &[("authorization", &auth)], b""));
+    let resp = run(
+        &gw,
+        &p,
+        request("GET", "http://gw/api/x", &[("authorization", &auth)], b""),
+    );
     assert_eq!(resp.status(), 429);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(problem(&resp)["code"], "rate_limited");
-    assert_eq!(p.seen.borrow().len(), 2, "the refused request never reached the upstream");
+    assert_eq!(
+        p.seen.borrow().len(),
+        2,
+        "the refused request never reached the upstream"
+    );
 }
 
 #[test]
 fn unreachable_limiter_fails_closed_by_default() {
     // The "down" policy's object cannot be reached (see TestPlatform).
-    let gw = gateway("rate_limits = [\"down\"]\n\n[[rate_limits]]\nname = \"down\"\nalgorithm = \"gcra\"\nkey = \"ip\"\nlimit = 1\nperiod_s = 1\n");
+    let gw = gateway(
+        "rate_limits = [\"down\"]\n\n[[rate_limits]]\nname = \"down\"\nalgorithm = \"gcra\"\nkey = \"ip\"\nlimit = 1\nperiod_s = 1\n",
+    );
     let p = TestPlatform::new(&[]);
     let auth = format!("Bearer {}", token(&["admin"]));
-    let resp = run(&gw, &p, request("GET", "http://gw/api/x", &[("authorization", &auth)], b""));
+    let resp = run(
+        &gw,
+        &p,
+        request("GET", "http://gw/api/x", &[("authorization", &auth)], b""),
+    );
     assert_eq!(resp.status(), 503);
     assert_eq!(problem(&resp)["code"], "rate_limiter_unavailable");
 }
@@ -505,22 +535,49 @@ fn websocket_upgrade_is_authenticated_and_handed_to_the_hub() {
     let gw = hub_gateway();
     let p = TestPlatform::new(&[]);
     let upgrade = (headers::WEBSOCKET_UPGRADE, "1");
-    let resp = run(&gw, &p, request("GET", "http://gw/ws/rooms/r1", &[upgrade], b""));
+    let resp = run(
+        &gw,
+        &p,
+        request("GET", "http://gw/ws/rooms/r1", &[upgrade], b""),
+    );
     assert_eq!(resp.status(), 401);
     let auth = format!("Bearer {}", token(&["user"]));
-    let resp = run(&gw, &p, request("GET", "http://gw/ws/rooms/r1", &[("authorization", &auth)], b""));
+    let resp = run(
+        &gw,
+        &p,
+        request(
+            "GET",
+            "http://gw/ws/rooms/r1",
+            &[("authorization", &auth)],
+            b"",
+        ),
+    );
     assert_eq!(resp.status(), 426);
     let resp = run(
         &gw,
         &p,
-        request("GET", "http://gw/ws/rooms/r1", &[("authorization", &auth), upgrade, ("origin", "https://evil.example")], b""),
+        request(
+            "GET",
+            "http://gw/ws/rooms/r1",
+            &[
+                ("authorization", &auth),
+                upgrade,
+                ("origin", "https://evil.example"),
+            ],
+            b"",
+        ),
     );
     assert_eq!(resp.status(), 403);
     assert!(p.seen.borrow().is_empty());
     let resp = run(
         &gw,
         &p,
-        request("GET", "http://gw/ws/rooms/r1", &[("authorization", &auth), upgrade, ("x-user-id", "mallory")], b""),
+        request(
+            "GET",
+            "http://gw/ws/rooms/r1",
+            &[("authorization", &auth), upgrade, ("x-user-id", "mallory")],
+            b"",
+        ),
     );
     assert_eq!(resp.status(), 101);
     let seen = p.seen.borrow();
@@ -535,7 +592,16 @@ fn backends_publish_into_a_hub_over_http() {
     let p = TestPlatform::new(&[]);
     let auth = format!("Bearer {}", token(&["admin"]));
     let body = br#"{"topic":"news","data":{"x":1}}"#;
-    let resp = run(&gw, &p, request("POST", "http://gw/rooms/r1/publish", &[("authorization", &auth)], body));
+    let resp = run(
+        &gw,
+        &p,
+        request(
+            "POST",
+            "http://gw/rooms/r1/publish",
+            &[("authorization", &auth)],
+            body,
+        ),
+    );
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.body().bytes, br#"{"delivered":0}"#);
     assert_eq!(p.seen.borrow()[0].uri.path(), "/publish");
