@@ -64,6 +64,9 @@ listen = "$GATEWAY"
 admin = "$ADMIN"
 data_dir = "$work/data"
 
+[gateway]
+access_log = false   # nginx runs with access_log off too
+
 [[upstreams]]
 name = "origin"
 targets = [{ url = "http://$ORIGIN" }]

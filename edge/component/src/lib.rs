@@ -33,6 +33,9 @@ const DO_NAME_HEADER: &str = "edgegate-do-name";
 
 static GATEWAY: OnceLock<Result<Gateway, String>> = OnceLock::new();
 
+/// Origin of `Platform::monotonic_ns` for this instance.
+static EPOCH: OnceLock<wstd::time::Instant> = OnceLock::new();
+
 fn gateway() -> &'static Result<Gateway, String> {
     GATEWAY.get_or_init(|| {
         let text = std::env::var(CONFIG_VAR).ok();
@@ -197,6 +200,18 @@ impl Platform for Wasi {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn monotonic_ns(&self) -> u64 {
+        wstd::time::Instant::now()
+            .duration_since(*EPOCH.get_or_init(wstd::time::Instant::now))
+            .as_nanos() as u64
+    }
+
+    fn log(&self, line: &str) {
+        // Hosts collect the guest's standard output (Spin, wasmtime serve,
+        // edgegate serve all pass it through).
+        println!("{line}");
     }
 
     fn fill_random(&self, buf: &mut [u8]) {

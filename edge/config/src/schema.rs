@@ -79,6 +79,8 @@ pub struct Gateway {
     pub trust_forwarded_headers: bool,
     /// Headers added to every response (existing upstream values are kept).
     pub security_headers: BTreeMap<String, String>,
+    /// One JSON line per request on standard output (Workers: the console).
+    pub access_log: bool,
 }
 
 impl Default for Gateway {
@@ -94,6 +96,7 @@ impl Default for Gateway {
         Self {
             trust_forwarded_headers: false,
             security_headers,
+            access_log: true,
         }
     }
 }
@@ -119,6 +122,20 @@ pub struct Upstream {
     /// First backoff between attempts; doubles on each retry.
     #[serde(default = "default_retry_backoff_ms")]
     pub retry_backoff_ms: u64,
+    /// Consecutive failures (connect errors, timeouts, 502/503/504) that
+    /// eject a target for a while; 0 turns the circuit breaker off.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// First ejection of a failing target; doubles while it keeps failing.
+    #[serde(default = "default_ejection_ms")]
+    pub ejection_ms: u64,
+}
+
+fn default_max_failures() -> u32 {
+    5
+}
+fn default_ejection_ms() -> u64 {
+    10_000
 }
 
 fn default_timeout_ms() -> u64 {

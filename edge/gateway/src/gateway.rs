@@ -13,7 +13,8 @@ use edgegate_config::{AuthMode, Config, ConfigError, Route};
 use edgegate_problem::Problem;
 use edgegate_router::{Match, RouteMatch, Router};
 
-use crate::balance::Balancer;
+use crate::access::{Line, Trace};
+use crate::balance::{Balancer, Breaker};
 use crate::cors::{Cors, Preflight};
 use crate::headers;
 use crate::hub;
@@ -120,7 +121,13 @@ impl Gateway {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(CompiledUpstream {
                     targets,
-                    balancer: Balancer::new(u.targets.iter().map(|t| t.weight)),
+                    balancer: Balancer::new(
+                        u.targets.iter().map(|t| t.weight),
+                        Breaker {
+                            max_failures: u.max_failures,
+                            ejection_ms: u.ejection_ms,
+                        },
+                    ),
                     timeout: Duration::from_millis(u.timeout_ms),
                     connect_timeout: Duration::from_millis(u.connect_timeout_ms),
                     retries: u.retries,
@@ -207,15 +214,47 @@ impl Gateway {
                 headers::hex(&id)
             }
         };
-        let mut response = match self.serve(platform, request, client, &request_id).await {
+        let started = platform.monotonic_ns();
+        let logged = self
+            .config
+            .gateway
+            .access_log
+            .then(|| (request.method().clone(), request.uri().path().to_string()));
+        let mut trace = Trace::default();
+        let mut response = match self
+            .serve(platform, request, client, &request_id, &mut trace)
+            .await
+        {
             Ok(r) => r,
-            Err(reject) => problem_response(reject, &request_id),
+            Err(reject) => {
+                trace.error = Some(reject.problem.code);
+                problem_response(reject, &request_id)
+            }
         };
         let h = response.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             h.insert(headers::REQUEST_ID, v);
         }
         headers::add_security_headers(h, &self.security_headers);
+        if let Some((method, path)) = logged {
+            let route = trace.route.map(|i| &self.config.routes[i]);
+            let upstream = trace.upstream.map(|i| &self.config.upstreams[i]);
+            let target = upstream
+                .zip(trace.target)
+                .map(|(u, t)| u.targets[t].url.as_str());
+            platform.log(&trace.render(Line {
+                time_ms: platform.now_unix_ms(),
+                request_id: &request_id,
+                method: method.as_str(),
+                path: &path,
+                status: response.status().as_u16(),
+                route: route.map(|r| r.name.as_str()),
+                upstream: upstream.map(|u| u.name.as_str()),
+                target,
+                total_ns: platform.monotonic_ns().saturating_sub(started),
+                client_ip: client.ip.as_deref(),
+            }));
+        }
         response
     }
 
@@ -236,6 +275,7 @@ impl Gateway {
         request: Request<P::Body>,
         client: &ClientInfo,
         request_id: &str,
+        trace: &mut Trace,
     ) -> Result<Response<P::Body>, Reject> {
         let path = edgegate_router::normalize_path(request.uri().path())
             .map_err(|e| Reject::new(400, "bad_path", e.to_string()))?
@@ -277,6 +317,7 @@ impl Gateway {
         };
         let route = &self.config.routes[index];
         let compiled = &self.routes[index];
+        trace.route = Some(index);
 
         if let (Some(method), Some(origin)) = (&preflight_method, &origin) {
             let Some(cors) = &compiled.cors else {
@@ -300,10 +341,13 @@ impl Gateway {
 
         let mut response = self
             .forward(
-                platform, request, client, request_id, route, compiled, &matched, &path,
+                platform, request, client, request_id, route, compiled, &matched, &path, trace,
             )
             .await
-            .unwrap_or_else(|reject| problem_response(reject, request_id));
+            .unwrap_or_else(|reject| {
+                trace.error = Some(reject.problem.code);
+                problem_response(reject, request_id)
+            });
         if let Some(cors) = &compiled.cors {
             cors.apply(origin.as_deref(), response.headers_mut());
         }
@@ -321,6 +365,7 @@ impl Gateway {
         compiled: &CompiledRoute,
         matched: &RouteMatch<'_>,
         path: &str,
+        trace: &mut Trace,
     ) -> Result<Response<P::Body>, Reject> {
         let declared_length = header_str(request.headers(), header::CONTENT_LENGTH)
             .map(|v| v.trim().parse::<u64>())
@@ -341,6 +386,10 @@ impl Gateway {
         }
 
         let identity = self.authenticate(platform, &request, route.auth).await?;
+        if let Some(i) = &identity {
+            trace.user.clone_from(&i.user);
+            trace.consumer.clone_from(&i.consumer);
+        }
         if let Some(identity) = &identity {
             if !identity.has_any_role(&route.roles) {
                 return Err(Reject::new(
@@ -379,8 +428,12 @@ impl Gateway {
                 headers: request.headers(),
             };
             match ratelimit::check(platform, &policies, &subject).await {
-                Outcome::Admitted(h) => h,
+                Outcome::Admitted(h) => {
+                    trace.rate_limit = Some("admitted");
+                    h
+                }
                 Outcome::Refused(h) => {
+                    trace.rate_limit = Some("refused");
                     let mut reject = Reject::new(429, "rate_limited", "too many requests");
                     reject
                         .headers
@@ -388,6 +441,7 @@ impl Gateway {
                     return Err(reject);
                 }
                 Outcome::Unavailable(why) => {
+                    trace.rate_limit = Some("unavailable");
                     return Err(Reject::new(503, "rate_limiter_unavailable", why));
                 }
             }
@@ -412,6 +466,7 @@ impl Gateway {
             .upstream
             .ok_or_else(|| Reject::new(500, "no_upstream", "route has no upstream"))?;
         let upstream = &self.upstreams[upstream_index];
+        trace.upstream = Some(upstream_index);
         let upstream_path = edgegate_router::upstream_path(route, matched, path);
         let query = request.uri().query().map(|q| self.strip_token_param(q));
 
@@ -430,10 +485,10 @@ impl Gateway {
             h.insert(headers::REQUEST_ID, v);
         }
         let mut span = [0u8; 8];
-        let mut trace = [0u8; 16];
+        let mut trace_id = [0u8; 16];
         platform.fill_random(&mut span);
-        platform.fill_random(&mut trace);
-        let tp = headers::traceparent(header_str(&h, "traceparent"), span, trace);
+        platform.fill_random(&mut trace_id);
+        let tp = headers::traceparent(header_str(&h, "traceparent"), span, trace_id);
         if let Ok(v) = HeaderValue::from_str(&tp) {
             h.insert("traceparent", v);
         }
@@ -486,8 +541,11 @@ impl Gateway {
                 let backoff = upstream.backoff.saturating_mul(1 << (attempt - 1).min(10));
                 platform.sleep(backoff).await;
             }
-            let target_index = upstream.balancer.pick(&tried);
+            let now_ms = platform.now_unix_ms();
+            let target_index = upstream.balancer.pick(&tried, now_ms);
             tried.push(target_index);
+            trace.target = Some(target_index);
+            trace.attempts += 1;
             let target = &upstream.targets[target_index];
             let uri = format!(
                 "{}://{}{}{}{}",
@@ -508,8 +566,13 @@ impl Gateway {
             *upstream_request.method_mut() = parts.method.clone();
             *upstream_request.uri_mut() = uri;
             *upstream_request.headers_mut() = h.clone();
-            match platform.fetch(upstream_request, options).await {
+            let sent = platform.monotonic_ns();
+            let result = platform.fetch(upstream_request, options).await;
+            trace.upstream_ns += platform.monotonic_ns().saturating_sub(sent);
+            match result {
                 Ok(mut response) => {
+                    let failed = matches!(response.status().as_u16(), 502..=504);
+                    upstream.balancer.report(target_index, !failed, now_ms);
                     headers::strip_hop_by_hop(response.headers_mut());
                     response.headers_mut().extend(limited);
                     return Ok(response);
@@ -519,6 +582,9 @@ impl Gateway {
                         return Err(too_large(route.max_body_bytes));
                     }
                     let retry = e.retryable();
+                    if retry {
+                        upstream.balancer.report(target_index, false, now_ms);
+                    }
                     last_error = e;
                     if !retry {
                         break;

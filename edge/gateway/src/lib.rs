@@ -7,6 +7,7 @@
 //! limit → authentication → roles/scopes → rate limits → upstream call with
 //! retries → response headers.
 
+mod access;
 mod balance;
 pub mod cors;
 mod gateway;

@@ -88,6 +88,12 @@ pub trait Platform {
     /// Wall-clock time, milliseconds since the Unix epoch.
     fn now_unix_ms(&self) -> u64;
 
+    /// A monotonic clock in nanoseconds (latencies); any origin.
+    fn monotonic_ns(&self) -> u64;
+
+    /// Writes one access-log line.
+    fn log(&self, line: &str);
+
     /// Fills `buf` with random bytes (ids, balancing jitter).
     fn fill_random(&self, buf: &mut [u8]);
 }

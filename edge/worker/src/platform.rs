@@ -126,6 +126,16 @@ impl Platform for Workers<'_> {
         worker::Date::now().as_millis()
     }
 
+    fn monotonic_ns(&self) -> u64 {
+        // Workers advance their clock only across I/O (a timing-attack
+        // guard), which is exactly what latencies here measure.
+        worker::Date::now().as_millis().saturating_mul(1_000_000)
+    }
+
+    fn log(&self, line: &str) {
+        worker::console_log!("{line}");
+    }
+
     fn fill_random(&self, buf: &mut [u8]) {
         // crypto.getRandomValues is present in every Workers isolate and
         // only refuses at global scope, which no event handler runs in.

@@ -42,6 +42,7 @@ enum Reply {
 }
 
 struct TestPlatform {
+    logged: RefCell<Vec<String>>,
     /// Live rate-limiter objects by name, as a host would keep them.
     limiters: RefCell<std::collections::HashMap<String, (MemoryState, RateLimiter)>>,
     replies: RefCell<Vec<Reply>>,
@@ -52,6 +53,7 @@ struct TestPlatform {
 impl TestPlatform {
     fn new(replies: &[Reply]) -> Self {
         TestPlatform {
+            logged: RefCell::new(Vec::new()),
             limiters: RefCell::new(Default::default()),
             replies: RefCell::new(replies.to_vec()),
             seen: RefCell::new(Vec::new()),
@@ -156,6 +158,17 @@ impl Platform for TestPlatform {
 
     fn now_unix_ms(&self) -> u64 {
         1_700_000_000_000
+    }
+
+    fn monotonic_ns(&self) -> u64 {
+        // Every call is 1 ms later: latencies come out as whole numbers.
+        let n = self.logged.borrow().len() as u64;
+        let ticks = self.seen.borrow().len() as u64 * 2 + n;
+        ticks * 1_000_000
+    }
+
+    fn log(&self, line: &str) {
+        self.logged.borrow_mut().push(line.to_string());
     }
 
     fn fill_random(&self, buf: &mut [u8]) {
@@ -605,4 +618,83 @@ fn backends_publish_into_a_hub_over_http() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.body().bytes, br#"{"delivered":0}"#);
     assert_eq!(p.seen.borrow()[0].uri.path(), "/publish");
+}
+
+#[test]
+fn every_request_gets_one_access_log_line_without_secrets() {
+    let p = TestPlatform::new(&[Reply::Refused, Reply::Ok]);
+    let auth = format!("Bearer {}", token(&["admin"]));
+    run(
+        &gateway(""),
+        &p,
+        request(
+            "GET",
+            "http://gw/api/users?access_token=secret",
+            &[("authorization", &auth)],
+            b"",
+        ),
+    );
+    run(
+        &gateway(""),
+        &p,
+        request("GET", "http://gw/missing", &[], b""),
+    );
+    let logged = p.logged.borrow();
+    assert_eq!(logged.len(), 2);
+    let first: serde_json::Value = serde_json::from_str(&logged[0]).unwrap();
+    assert_eq!(first["route"], "secure");
+    assert_eq!(first["upstream"], "u");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["attempts"], 2);
+    assert_eq!(first["user"], "alice");
+    assert_eq!(first["path"], "/api/users");
+    assert_eq!(first["client_ip"], "192.0.2.7");
+    assert!(
+        first["latency_ms"]["total"].as_f64().unwrap()
+            >= first["latency_ms"]["upstream"].as_f64().unwrap()
+    );
+    assert!(!logged[0].contains("secret") && !logged[0].contains(&token(&["admin"])));
+    let second: serde_json::Value = serde_json::from_str(&logged[1]).unwrap();
+    assert_eq!(second["status"], 404);
+    assert_eq!(second["error"], "route_not_found");
+}
+
+#[test]
+fn a_target_that_keeps_failing_is_left_out() {
+    // Five refusals eject the first target; later requests go straight to
+    // the second without a failed attempt first.
+    let p = TestPlatform::new(&[
+        Reply::Refused,
+        Reply::Ok,
+        Reply::Ok,
+        Reply::Refused,
+        Reply::Ok,
+        Reply::Ok,
+        Reply::Refused,
+        Reply::Ok,
+        Reply::Ok,
+        Reply::Refused,
+        Reply::Ok,
+        Reply::Ok,
+        Reply::Refused,
+        Reply::Ok,
+    ]);
+    let gw = gateway("");
+    for _ in 0..10 {
+        assert_eq!(
+            run(&gw, &p, request("GET", "http://gw/open/x", &[], b"")).status(),
+            200
+        );
+    }
+    let before = p.seen.borrow().len();
+    for _ in 0..4 {
+        run(&gw, &p, request("GET", "http://gw/open/x", &[], b""));
+    }
+    let seen = p.seen.borrow();
+    assert_eq!(seen.len() - before, 4, "no failed attempts once ejected");
+    assert!(
+        seen[before..]
+            .iter()
+            .all(|s| s.uri.authority().unwrap().as_str() == "b.internal:2")
+    );
 }
