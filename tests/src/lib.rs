@@ -25,6 +25,11 @@ pub trait Target {
     fn unavailable(&self) -> Option<String> {
         None
     }
+    /// Whether the gateway learns the client's address here (`wasmtime
+    /// serve` gives a guest none), so `x-forwarded-for` can name it.
+    fn knows_client_address(&self) -> bool {
+        true
+    }
     /// Whether `backend = "durable-object"` rate limits (and WebSocket
     /// hubs) run on this target, so scenarios that count with Durable
     /// Objects include that backend.

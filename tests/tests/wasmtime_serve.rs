@@ -1,0 +1,107 @@
+//! The conformance scenarios on plain `wasmtime serve`, running the very
+//! edge component that `edgegate serve` embeds and `spin.toml` deploys.
+//!
+//! Needs a `wasmtime` CLI on PATH (`cargo install wasmtime-cli --version
+//! 48.0.8 --locked`) and the built component (any `cargo build --release`
+//! builds it). Without them the scenarios are skipped with the reason
+//! printed, unless `EDGEGATE_REQUIRE_WASMTIME=1`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgegate_conformance::{Running, Target};
+
+struct WasmtimeServe {
+    component: PathBuf,
+}
+
+impl WasmtimeServe {
+    fn new() -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        WasmtimeServe {
+            component: root
+                .join("target/wasm/wasm32-wasip2/wasm-release/edgegate_edge_component.wasm"),
+        }
+    }
+}
+
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Running for Served {
+    fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Target for WasmtimeServe {
+    fn name(&self) -> &'static str {
+        "wasmtime serve"
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        let missing = if Command::new("wasmtime").arg("--version").output().is_err() {
+            "no `wasmtime` on PATH (cargo install wasmtime-cli --version 48.0.8 --locked)"
+                .to_string()
+        } else if !self.component.exists() {
+            format!(
+                "{} is missing (cargo build --release)",
+                self.component.display()
+            )
+        } else {
+            return None;
+        };
+        if std::env::var("EDGEGATE_REQUIRE_WASMTIME").as_deref() == Ok("1") {
+            panic!("EDGEGATE_REQUIRE_WASMTIME=1 but {missing}");
+        }
+        Some(missing)
+    }
+
+    fn knows_client_address(&self) -> bool {
+        // wasi:http gives a guest no peer address, and `wasmtime serve`
+        // adds no header for it (Spin and `edgegate serve` do).
+        false
+    }
+
+    fn start(&self, config: &str, env: &[(&str, &str)]) -> Box<dyn Running> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut command = Command::new("wasmtime");
+        command
+            .args(["serve", "-Scli", "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--env")
+            .arg(format!("EDGEGATE_CONFIG={config}"));
+        for (name, value) in env {
+            command.arg("--env").arg(format!("{name}={value}"));
+        }
+        let child = command
+            .arg(&self.component)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wasmtime serve");
+        let served = Served { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "wasmtime serve did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Box::new(served)
+    }
+}
+
+edgegate_conformance::conformance!(WasmtimeServe::new());
