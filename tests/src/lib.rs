@@ -98,6 +98,7 @@ macro_rules! conformance {
             header_hygiene,
             cors_preflight_and_actual,
             upstream_errors_pass_through,
+            websocket_hub_protocol,
             rate_limit_exact_under_concurrency,
             rate_limit_refusals_and_failure_modes,
         );

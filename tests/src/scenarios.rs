@@ -825,3 +825,151 @@ pub fn rate_limit_refusals_and_failure_modes(t: &dyn Target) {
     assert_eq!(origin.hits(), 3, "closed policies let nothing through");
     assert!(stalled.requests() >= 1 && broken.requests() >= 1);
 }
+
+/// The WebSocket hub protocol end to end: handshake auth, subscribe and
+/// publish across clients, presence, join/leave, ping, errors, the backend
+/// publish route and the size limit. Targets without Durable Objects
+/// answer the hub routes with 501.
+pub fn websocket_hub_protocol(t: &dyn Target) {
+    use tungstenite::Message;
+    use tungstenite::client::IntoClientRequest;
+
+    let config = format!(
+        "[auth.jwt]\nkeys = [{{ alg = \"HS256\", secret = \"{SECRET}\" }}]\n\
+         [[auth.api_keys]]\nconsumer = \"backend\"\nkey_sha256 = \"{}\"\nroles = [\"service\"]\n\
+         [[routes]]\nname = \"rooms\"\nmatch = {{ path = \"/ws/rooms/{{room}}\" }}\n\
+         websocket = {{ hub = \"room-{{room}}\", max_message_bytes = 1024 }}\nauth = \"jwt\"\n\
+         [[routes]]\nname = \"push\"\nmatch = {{ path = \"/rooms/{{room}}/publish\", methods = [\"POST\"] }}\n\
+         hub = \"room-{{room}}\"\nauth = \"api_key\"\nroles = [\"service\"]\n",
+        sha256_hex(b"svc-key")
+    );
+    let gw = t.start(&config, &[]);
+    let base = gw.base_url();
+    let ws_url = format!("{}/ws/rooms/lobby", base.replacen("http", "ws", 1));
+    let publish = |body: &str| {
+        client()
+            .post(format!("{base}/rooms/lobby/publish"))
+            .header("x-api-key", "svc-key")
+            .body(body.to_string())
+            .send()
+            .unwrap()
+    };
+
+    if !t.supports_durable_objects() {
+        let r = client()
+            .get(format!("{base}/ws/rooms/lobby"))
+            .bearer_auth(tokens::hs256(SECRET, None, &tokens::claims("a", &[])))
+            .send()
+            .unwrap();
+        assert_problem(r, 501, "hubs_unavailable");
+        assert_problem(
+            publish(r#"{"topic":"t","data":1}"#),
+            501,
+            "hubs_unavailable",
+        );
+        return;
+    }
+
+    let connect = |user: &str| {
+        let mut request = ws_url.as_str().into_client_request().unwrap();
+        let token = tokens::hs256(SECRET, None, &tokens::claims(user, &["user"]));
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let stream =
+            std::net::TcpStream::connect(gw.base_url().trim_start_matches("http://")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (socket, response) = tungstenite::client(request, stream).expect("handshake");
+        assert_eq!(response.status(), 101);
+        socket
+    };
+    let recv = |s: &mut tungstenite::WebSocket<std::net::TcpStream>| -> Value {
+        loop {
+            match s.read().expect("a message") {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
+    let send = |s: &mut tungstenite::WebSocket<std::net::TcpStream>, v: &str| {
+        s.send(Message::text(v)).unwrap();
+    };
+
+    // No token: refused at the handshake, before any upgrade.
+    let stream = std::net::TcpStream::connect(gw.base_url().trim_start_matches("http://")).unwrap();
+    match tungstenite::client(ws_url.as_str(), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            assert_eq!(r.status(), 401)
+        }
+        other => panic!("expected 401, got {:?}", other.map(|(_, r)| r.status())),
+    }
+
+    let mut alice = connect("alice");
+    let mut bob = connect("bob");
+    assert_eq!(
+        recv(&mut alice),
+        serde_json::json!({"type":"join","user":"bob"})
+    );
+
+    send(
+        &mut alice,
+        r#"{"type":"subscribe","topic":"news","id":"1"}"#,
+    );
+    assert_eq!(recv(&mut alice), serde_json::json!({"type":"ack","id":"1"}));
+    send(&mut bob, r#"{"type":"subscribe","topic":"news","id":"2"}"#);
+    assert_eq!(recv(&mut bob), serde_json::json!({"type":"ack","id":"2"}));
+
+    send(
+        &mut bob,
+        r#"{"type":"publish","topic":"news","data":{"x":1},"id":"3"}"#,
+    );
+    let message = serde_json::json!({"type":"message","topic":"news","data":{"x":1},"from":"bob"});
+    assert_eq!(recv(&mut alice), message);
+    let mut bob_got = vec![recv(&mut bob), recv(&mut bob)];
+    bob_got.sort_by_key(|v| v.to_string());
+    assert!(
+        bob_got.contains(&message) && bob_got.contains(&serde_json::json!({"type":"ack","id":"3"})),
+        "{bob_got:?}"
+    );
+
+    send(&mut alice, r#"{"type":"presence","id":"4"}"#);
+    assert_eq!(
+        recv(&mut alice),
+        serde_json::json!({"type":"presence","id":"4","users":["alice","bob"]})
+    );
+    send(&mut alice, r#"{"type":"ping"}"#);
+    assert_eq!(recv(&mut alice), serde_json::json!({"type":"pong"}));
+    send(&mut alice, "not json");
+    assert_eq!(recv(&mut alice)["code"], "BAD_MESSAGE");
+
+    // A backend publishes through the HTTP route.
+    let r = publish(r#"{"topic":"news","data":"hello"}"#);
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(r)["delivered"], 2);
+    assert_eq!(recv(&mut alice)["data"], "hello");
+    assert_eq!(recv(&mut bob)["data"], "hello");
+
+    // Over max_message_bytes: closed with 1009.
+    send(
+        &mut bob,
+        &format!(
+            r#"{{"type":"publish","topic":"news","data":"{}"}}"#,
+            "x".repeat(2048)
+        ),
+    );
+    let closed = loop {
+        match bob.read() {
+            Ok(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+            Ok(_) => continue,
+            Err(e) => panic!("expected a close frame, got {e}"),
+        }
+    };
+    assert_eq!(closed, Some(1009));
+    assert_eq!(
+        recv(&mut alice),
+        serde_json::json!({"type":"leave","user":"bob"})
+    );
+}

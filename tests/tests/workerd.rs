@@ -69,6 +69,10 @@ impl Target for Workerd {
         Some(missing)
     }
 
+    fn supports_durable_objects(&self) -> bool {
+        true
+    }
+
     fn start(&self, config: &str, env: &[(&str, &str)]) -> Box<dyn Running> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
