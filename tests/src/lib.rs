@@ -30,6 +30,12 @@ pub trait Target {
     fn knows_client_address(&self) -> bool {
         true
     }
+    /// Whether edge instances live across requests, keeping balancer
+    /// state (`wasmtime serve` and Spin make one per request, so each
+    /// request starts the rotation at a weighted-random target).
+    fn keeps_instance_state(&self) -> bool {
+        true
+    }
     /// Whether `backend = "durable-object"` rate limits (and WebSocket
     /// hubs) run on this target, so scenarios that count with Durable
     /// Objects include that backend.

@@ -151,8 +151,14 @@ pub fn weighted_balancing(t: &dyn Target) {
     // (as nginx keeps one per worker), so the split is exact per instance
     // and within a few requests overall.
     assert_eq!(heavy.hits() + light.hits(), 80);
+    // Without instance state every pick is weighted-random: 60 ± 4σ.
+    let expected = if t.keeps_instance_state() {
+        54..=66
+    } else {
+        44..=76
+    };
     assert!(
-        (54..=66).contains(&heavy.hits()),
+        expected.contains(&heavy.hits()),
         "heavy {} of 80",
         heavy.hits()
     );

@@ -68,6 +68,11 @@ impl Target for WasmtimeServe {
         Some(missing)
     }
 
+    fn keeps_instance_state(&self) -> bool {
+        // `wasmtime serve` instantiates the component for every request.
+        false
+    }
+
     fn knows_client_address(&self) -> bool {
         // wasi:http gives a guest no peer address, and `wasmtime serve`
         // adds no header for it (Spin and `edgegate serve` do).

@@ -28,6 +28,7 @@ struct Health {
 struct State {
     current: Vec<i64>,
     health: Vec<Health>,
+    fresh: bool,
 }
 
 /// Balancer over the targets of one upstream.
@@ -45,6 +46,7 @@ impl Balancer {
         let state = Mutex::new(State {
             current: vec![0; weights.len()],
             health: vec![Health::default(); weights.len()],
+            fresh: true,
         });
         Self {
             weights,
@@ -54,8 +56,10 @@ impl Balancer {
     }
 
     /// Picks the next target: not one in `exclude` and not an ejected one
-    /// while any other is left.
-    pub fn pick(&self, exclude: &[usize], now_ms: u64) -> usize {
+    /// while any other is left. `seed` is asked for once, on the first pick:
+    /// hosts that create an instance per request (Spin, `wasmtime serve`)
+    /// would otherwise send everything to the first target.
+    pub fn pick(&self, exclude: &[usize], now_ms: u64, seed: impl FnOnce() -> u64) -> usize {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let usable = |state: &State, i: usize, skip_open: bool| {
             let ejected = skip_open && state.health[i].open_until_ms > now_ms;
@@ -77,6 +81,17 @@ impl Balancer {
             state.current[i] += self.weights[i];
             total += self.weights[i];
             if state.current[i] > state.current[best] {
+                best = i;
+            }
+        }
+        if state.fresh {
+            // Start the rotation at a weighted-random target.
+            state.fresh = false;
+            let mut r = (seed() % total as u64) as i64;
+            if let Some(&i) = pool.iter().find(|&&i| {
+                r -= self.weights[i];
+                r < 0
+            }) {
                 best = i;
             }
         }
@@ -132,18 +147,27 @@ mod tests {
     #[test]
     fn picks_follow_weights_smoothly() {
         let b = Balancer::new([5, 1, 1], OFF);
-        let picks: Vec<usize> = (0..7).map(|_| b.pick(&[], 0)).collect();
+        let picks: Vec<usize> = (0..7).map(|_| b.pick(&[], 0, || 0)).collect();
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn a_fresh_balancer_starts_at_a_weighted_random_target() {
+        // Seeds 0..7 over weights [5, 1, 1]: 0–4 → first, 5 → second, 6 → third.
+        let firsts: Vec<usize> = (0..7)
+            .map(|seed| Balancer::new([5, 1, 1], OFF).pick(&[], 0, || seed))
+            .collect();
+        assert_eq!(firsts, vec![0, 0, 0, 0, 0, 1, 2]);
     }
 
     #[test]
     fn excluded_target_is_skipped_while_others_remain() {
         let b = Balancer::new([1, 1], OFF);
         for _ in 0..4 {
-            assert_eq!(b.pick(&[0], 0), 1);
+            assert_eq!(b.pick(&[0], 0, || 0), 1);
         }
         let single = Balancer::new([1], OFF);
-        assert_eq!(single.pick(&[0], 0), 0);
+        assert_eq!(single.pick(&[0], 0, || 0), 0);
     }
 
     #[test]
@@ -154,12 +178,12 @@ mod tests {
         }
         assert!(b.is_open(0, 999));
         assert!(
-            (0..6).all(|_| b.pick(&[], 500) == 1),
+            (0..6).all(|_| b.pick(&[], 500, || 0) == 1),
             "open circuit is avoided"
         );
         // Half-open after the ejection: picked again; one failure re-opens
         // for twice as long.
-        assert!((0..2).any(|_| b.pick(&[], 1_000) == 0));
+        assert!((0..2).any(|_| b.pick(&[], 1_000, || 0) == 0));
         b.report(0, false, 1_000);
         assert!(b.is_open(0, 2_999) && !b.is_open(0, 3_000));
         // A success closes it for good.
@@ -176,7 +200,7 @@ mod tests {
                 b.report(t, false, 0);
             }
         }
-        let picks: Vec<usize> = (0..4).map(|_| b.pick(&[], 10)).collect();
+        let picks: Vec<usize> = (0..4).map(|_| b.pick(&[], 10, || 0)).collect();
         assert!(picks.contains(&0) && picks.contains(&1));
     }
 }

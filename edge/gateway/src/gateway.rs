@@ -542,7 +542,11 @@ impl Gateway {
                 platform.sleep(backoff).await;
             }
             let now_ms = platform.now_unix_ms();
-            let target_index = upstream.balancer.pick(&tried, now_ms);
+            let target_index = upstream.balancer.pick(&tried, now_ms, || {
+                let mut seed = [0u8; 8];
+                platform.fill_random(&mut seed);
+                u64::from_le_bytes(seed)
+            });
             tried.push(target_index);
             trace.target = Some(target_index);
             trace.attempts += 1;

@@ -42,6 +42,8 @@ enum Reply {
 }
 
 struct TestPlatform {
+    /// An authority whose every call is refused, whatever `replies` says.
+    refused_authority: RefCell<Option<&'static str>>,
     logged: RefCell<Vec<String>>,
     /// Live rate-limiter objects by name, as a host would keep them.
     limiters: RefCell<std::collections::HashMap<String, (MemoryState, RateLimiter)>>,
@@ -53,6 +55,7 @@ struct TestPlatform {
 impl TestPlatform {
     fn new(replies: &[Reply]) -> Self {
         TestPlatform {
+            refused_authority: RefCell::new(None),
             logged: RefCell::new(Vec::new()),
             limiters: RefCell::new(Default::default()),
             replies: RefCell::new(replies.to_vec()),
@@ -104,7 +107,11 @@ impl Platform for TestPlatform {
             flag.store(true, Ordering::Relaxed);
             return Err(FetchError::Other("body too large".into()));
         }
+        let refused = *self.refused_authority.borrow() == parts.uri.authority().map(|a| a.as_str());
         self.seen.borrow_mut().push(parts);
+        if refused {
+            return Err(FetchError::Connect("refused".into()));
+        }
         let reply = {
             let mut r = self.replies.borrow_mut();
             if r.is_empty() { Reply::Ok } else { r.remove(0) }
@@ -661,26 +668,13 @@ fn every_request_gets_one_access_log_line_without_secrets() {
 
 #[test]
 fn a_target_that_keeps_failing_is_left_out() {
-    // Five refusals eject the first target; later requests go straight to
-    // the second without a failed attempt first.
-    let p = TestPlatform::new(&[
-        Reply::Refused,
-        Reply::Ok,
-        Reply::Ok,
-        Reply::Refused,
-        Reply::Ok,
-        Reply::Ok,
-        Reply::Refused,
-        Reply::Ok,
-        Reply::Ok,
-        Reply::Refused,
-        Reply::Ok,
-        Reply::Ok,
-        Reply::Refused,
-        Reply::Ok,
-    ]);
+    // Every call to the first target is refused: retries hide it from
+    // clients, and after five failures it is ejected, so later requests go
+    // straight to the second target without a failed attempt first.
+    let p = TestPlatform::new(&[]);
+    *p.refused_authority.borrow_mut() = Some("a.internal:1");
     let gw = gateway("");
-    for _ in 0..10 {
+    for _ in 0..12 {
         assert_eq!(
             run(&gw, &p, request("GET", "http://gw/open/x", &[], b"")).status(),
             200
