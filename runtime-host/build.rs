@@ -1,5 +1,6 @@
 //! Builds the edge component (`edge/component`, a `wasm32-wasip2` HTTP
-//! component) with a nested cargo so `edgegate` can embed it, and records the
+//! component) and the Durable Object component (`durable-objects/component`)
+//! with one nested cargo so `edgegate` can embed both, and records the
 //! wasmtime version for the compiled-component cache key.
 
 use std::collections::BTreeSet;
@@ -9,6 +10,8 @@ use std::process::Command;
 
 const COMPONENT_PACKAGE: &str = "edgegate-edge-component";
 const COMPONENT_FILE: &str = "edgegate_edge_component.wasm";
+const OBJECTS_PACKAGE: &str = "edgegate-durable-objects-component";
+const OBJECTS_FILE: &str = "edgegate_durable_objects_component.wasm";
 const WASM_TARGET: &str = "wasm32-wasip2";
 const WASM_PROFILE: &str = "wasm-release";
 
@@ -18,9 +21,17 @@ fn main() {
         .parent()
         .expect("runtime-host lives in the workspace");
 
-    // `edge/` and the default config always; the root manifest holds the
-    // `wasm-release` profile. Crates elsewhere are added from dep-info below.
-    for input in ["edge", "gateway.toml", "Cargo.lock", "Cargo.toml"] {
+    // `edge/`, the objects' component and WIT, and the default config
+    // always; the root manifest holds the `wasm-release` profile. Crates
+    // elsewhere are added from dep-info below.
+    for input in [
+        "edge",
+        "durable-objects/component",
+        "wit",
+        "gateway.toml",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(input).display());
     }
     println!("cargo:rerun-if-env-changed=EDGEGATE_SKIP_COMPONENT_BUILD");
@@ -31,25 +42,30 @@ fn main() {
     );
 
     let target_dir = workspace.join("target").join("wasm");
-    let wasm = target_dir
-        .join(WASM_TARGET)
-        .join(WASM_PROFILE)
-        .join(COMPONENT_FILE);
+    let out_dir = target_dir.join(WASM_TARGET).join(WASM_PROFILE);
+    let wasm = out_dir.join(COMPONENT_FILE);
+    let objects = out_dir.join(OBJECTS_FILE);
 
     // Escape hatch for environments that build the component separately
     // (it must then already exist at the path above).
     if env::var_os("EDGEGATE_SKIP_COMPONENT_BUILD").is_none() {
         build_component(workspace, &target_dir);
     }
-    if !wasm.exists() {
-        panic!("edge component was not produced at {}", wasm.display());
-    }
-    // The component also depends on crates outside `edge/`: watch every
-    // workspace crate its dep-info names.
-    for dir in local_crate_dirs(workspace, &wasm.with_extension("d")) {
-        println!("cargo:rerun-if-changed={}", dir.display());
+    for built in [&wasm, &objects] {
+        if !built.exists() {
+            panic!("component was not produced at {}", built.display());
+        }
+        // The components also depend on crates outside `edge/`: watch every
+        // workspace crate their dep-info names.
+        for dir in local_crate_dirs(workspace, &built.with_extension("d")) {
+            println!("cargo:rerun-if-changed={}", dir.display());
+        }
     }
     println!("cargo:rustc-env=EDGE_COMPONENT_WASM={}", wasm.display());
+    println!(
+        "cargo:rustc-env=OBJECTS_COMPONENT_WASM={}",
+        objects.display()
+    );
 }
 
 /// Directories (holding a `Cargo.toml`) of the workspace crates whose
@@ -92,6 +108,8 @@ fn build_component(workspace: &Path, target_dir: &Path) {
         .arg(WASM_TARGET)
         .arg("-p")
         .arg(COMPONENT_PACKAGE)
+        .arg("-p")
+        .arg(OBJECTS_PACKAGE)
         .arg("--target-dir")
         .arg(target_dir);
 
@@ -133,9 +151,11 @@ fn build_component(workspace: &Path, target_dir: &Path) {
 
     let status = cmd
         .status()
-        .unwrap_or_else(|e| panic!("failed to run cargo for the edge component: {e}"));
+        .unwrap_or_else(|e| panic!("failed to run cargo for the components: {e}"));
     if !status.success() {
-        panic!("building the edge component ({COMPONENT_PACKAGE}, {WASM_TARGET}) failed: {status}");
+        panic!(
+            "building the components ({COMPONENT_PACKAGE}, {OBJECTS_PACKAGE}, {WASM_TARGET}) failed: {status}"
+        );
     }
 }
 

@@ -46,8 +46,9 @@ pub struct ServeArgs {
     /// Admin listener address (overrides `[server] admin`).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
-    /// Data directory; the compiled-component cache lives in `DIR/cache`
-    /// (overrides `[server] data_dir`).
+    /// Data directory: Durable Object storage in `DIR/objects`, the
+    /// compiled-component cache in `DIR/cache` (overrides `[server]
+    /// data_dir`; default `./data` for objects).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Start the built-in demo upstream (automatic with the default config).
@@ -56,6 +57,10 @@ pub struct ServeArgs {
     /// Run this edge component instead of the embedded one.
     #[arg(long, value_name = "FILE")]
     pub component: Option<PathBuf>,
+    /// Run this Durable Object component (world `edgegate:durable-object`)
+    /// instead of the embedded one.
+    #[arg(long, value_name = "FILE")]
+    pub objects_component: Option<PathBuf>,
 }
 
 /// `edgegate check`.

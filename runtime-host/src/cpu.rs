@@ -68,6 +68,24 @@ impl CpuMeter {
     /// The epoch-deadline callback: trap past the limit, else yield for one
     /// tick so other tasks run.
     pub fn on_epoch_deadline(&self) -> wasmtime::Result<UpdateDeadline> {
+        self.check(true)
+    }
+
+    /// The epoch-deadline callback of synchronous calls, which cannot
+    /// yield: trap past the limit, else go on for one tick.
+    pub fn on_epoch_deadline_sync(&self) -> wasmtime::Result<UpdateDeadline> {
+        self.check(false)
+    }
+
+    /// Runs `call`, a synchronous guest call, as one continuous run.
+    pub fn run<T>(&self, call: impl FnOnce() -> T) -> T {
+        self.enter();
+        let result = call();
+        self.leave(false);
+        result
+    }
+
+    fn check(&self, can_yield: bool) -> wasmtime::Result<UpdateDeadline> {
         let mut state = self.lock();
         let ran = state.ran + state.poll_started.map_or(Duration::ZERO, |t| t.elapsed());
         if ran >= self.limit {
@@ -76,6 +94,9 @@ impl CpuMeter {
                 ran,
                 limit: self.limit,
             }));
+        }
+        if !can_yield {
+            return Ok(UpdateDeadline::Continue(1));
         }
         state.yield_requested = true;
         Ok(UpdateDeadline::Yield(1))
@@ -149,6 +170,19 @@ mod tests {
         assert!(meter.tripped());
         meter.reset();
         assert!(!meter.tripped());
+    }
+
+    #[test]
+    fn synchronous_runs_continue_then_trip() {
+        let meter = CpuMeter::new(Duration::from_millis(50));
+        let early = meter.run(|| meter.on_epoch_deadline_sync().unwrap());
+        assert!(matches!(early, UpdateDeadline::Continue(1)));
+        let late = meter.run(|| {
+            std::thread::sleep(Duration::from_millis(60));
+            meter.on_epoch_deadline_sync()
+        });
+        assert!(late.is_err());
+        assert!(meter.tripped());
     }
 
     #[test]

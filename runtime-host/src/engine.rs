@@ -25,7 +25,7 @@ pub enum EngineError {
     #[error("engine configuration: {0}")]
     Config(String),
     /// The component does not compile.
-    #[error("compiling the edge component: {0}")]
+    #[error("compiling the component: {0}")]
     Compile(String),
 }
 
@@ -54,6 +54,25 @@ pub fn new_engine(max_instance_memory: u64) -> Result<Engine, EngineError> {
     Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))
 }
 
+/// Creates the engine of Durable Object instances. They are long-lived and
+/// may be many more than [`MAX_INSTANCES`] (one per live object), so memory
+/// is allocated on demand, sized to what each instance uses: no virtual
+/// reservation, guard region or copy-on-write image, so that an instance
+/// costs one memory mapping (the kernel limits mappings per process, 65530
+/// by default) and only the pages it touches. Bounds are checked in code
+/// instead. Limits are applied per store.
+pub fn new_objects_engine() -> Result<Engine, EngineError> {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::OnDemand)
+        .memory_reservation(0)
+        .memory_guard_size(0)
+        .memory_reservation_for_growth(0)
+        .memory_init_cow(false);
+    Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))
+}
+
 /// Advances the engine epoch every [`EPOCH_TICK`] for the life of the
 /// process; guests check it to yield and to enforce the CPU limit.
 pub fn start_epoch_ticker(engine: &Engine) {
@@ -79,13 +98,15 @@ pub enum Origin {
     Compiled,
 }
 
-/// Loads the compiled `wasm` from `cache_dir` or compiles it (and caches it).
+/// Loads the compiled `wasm` from `cache_dir` or compiles it (and caches it
+/// as `<name>-<key>.cwasm`).
 pub fn load_component(
     engine: &Engine,
     wasm: &[u8],
     cache_dir: Option<&Path>,
+    name: &str,
 ) -> Result<(Component, Origin), EngineError> {
-    let cached = cache_dir.map(|dir| dir.join(format!("edge-{}.cwasm", cache_key(engine, wasm))));
+    let cached = cache_dir.map(|dir| dir.join(format!("{name}-{}.cwasm", cache_key(engine, wasm))));
     if let Some(path) = cached.as_deref().filter(|p| p.is_file()) {
         // SAFETY: the file is one this host wrote into its own cache
         // directory under a key that covers the wasm bytes, the wasmtime

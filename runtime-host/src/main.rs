@@ -9,6 +9,7 @@ mod demo;
 mod engine;
 mod linker;
 mod listener;
+mod objects;
 mod outbound;
 mod pool;
 mod respond;

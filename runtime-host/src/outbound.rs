@@ -20,6 +20,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::objects::{Objects, dispatch};
+
 /// Idle keep-alive connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per origin.
@@ -33,11 +35,13 @@ pub const DURABLE_OBJECT_SUFFIX: &str = ".do.edgegate.internal";
 /// The shared outbound client.
 pub struct Outbound {
     client: Client<HttpsConnector<HttpConnector>, WasiBody>,
+    objects: Option<Arc<Objects>>,
 }
 
 impl Outbound {
-    /// A client for `http` and `https` (Mozilla roots) origins.
-    pub fn new() -> Result<Outbound, rustls::Error> {
+    /// A client for `http` and `https` (Mozilla roots) origins; requests to
+    /// Durable Objects go to `objects`.
+    pub fn new(objects: Option<Arc<Objects>>) -> Result<Outbound, rustls::Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -53,7 +57,7 @@ impl Outbound {
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .pool_timer(TokioTimer::new())
             .build(connector);
-        Ok(Outbound { client })
+        Ok(Outbound { client, objects })
     }
 
     /// Sends `request` (absolute URI) and returns once the response head
@@ -72,7 +76,7 @@ impl Outbound {
             return Err(Error::HttpRequestUriInvalid);
         }
         if is_durable_object(request.uri()) {
-            return durable_object(request).await;
+            return self.durable_object(request, options).await;
         }
         let options = options.unwrap_or_default();
 
@@ -114,12 +118,23 @@ pub fn is_durable_object(uri: &Uri) -> bool {
     })
 }
 
-/// **Durable Object dispatch.** Every outbound request to
-/// `*.do.edgegate.internal` ends here instead of the network; this is where
-/// in-process Durable Objects will be served. Until then they do not exist.
-async fn durable_object(request: Request<WasiBody>) -> Result<Response<WasiBody>, Error> {
-    drop(request);
-    Err(Error::DestinationNotFound)
+impl Outbound {
+    /// **Durable Object dispatch.** Every outbound request to
+    /// `<class>.do.edgegate.internal` ends here instead of the network and
+    /// is served by the in-process object.
+    async fn durable_object(
+        &self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<Response<WasiBody>, Error> {
+        let Some(objects) = &self.objects else {
+            return Err(Error::DestinationNotFound);
+        };
+        let host = request.uri().host().unwrap_or_default();
+        let class = &host[..host.len().saturating_sub(DURABLE_OBJECT_SUFFIX.len())];
+        let class = class.to_string();
+        dispatch::fetch(objects, &class, request, options).await
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -12,13 +12,19 @@ use tokio::sync::watch;
 use crate::admin::{self, Readiness};
 use crate::cli::ServeArgs;
 use crate::engine::{self, Origin};
+use crate::objects::{self, Objects};
 use crate::outbound::Outbound;
 use crate::pool::{self, Guests, Limits};
-use crate::settings::{Loaded, ServeSettings, Source};
+use crate::settings::{HOST_FEATURES, HOST_FEATURES_VAR, Loaded, ServeSettings, Source};
 use crate::{banner, demo, linker, listener, server};
 
 /// The edge component built from `edge/component`.
 static EMBEDDED_COMPONENT: &[u8] = include_bytes!(env!("EDGE_COMPONENT_WASM"));
+/// The Durable Object component built from `durable-objects/component`.
+static EMBEDDED_OBJECTS: &[u8] = include_bytes!(env!("OBJECTS_COMPONENT_WASM"));
+
+/// How long open WebSockets get to close at shutdown.
+const SOCKET_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Runs `serve`; exit code 2 for an invalid configuration.
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -30,7 +36,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = ServeSettings::new(&loaded.config, &args);
+    let settings = ServeSettings::new(&loaded.config, &loaded.host, &args);
     if same_address(&settings.listen, &settings.admin) {
         eprintln!(
             "error: server.admin: must differ from the public listen address {}",
@@ -95,23 +101,52 @@ async fn serve(
             .with_context(|| format!("reading the component {}", path.display()))?,
         None => EMBEDDED_COMPONENT.to_vec(),
     };
+    let objects_wasm = match &args.objects_component {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("reading the objects component {}", path.display()))?,
+        None => EMBEDDED_OBJECTS.to_vec(),
+    };
     let compile = {
         let settings = settings.clone();
         tokio::task::spawn_blocking(move || prepare(&wasm, &settings))
     };
+    let compile_objects = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || prepare_objects(&objects_wasm, &settings))
+    };
     let mut waiting = shutdown.clone();
-    let pre = tokio::select! {
-        prepared = compile => prepared.context("compiling the component")??,
+    let (pre, objects_pre) = tokio::select! {
+        prepared = async { (compile.await, compile_objects.await) } => (
+            prepared.0.context("compiling the component")??,
+            prepared.1.context("compiling the objects component")??,
+        ),
         _ = listener::stopped(&mut waiting) => return Ok(()),
     };
 
-    let outbound = Arc::new(Outbound::new().context("setting up TLS for outbound requests")?);
+    let objects = Objects::start(
+        objects_pre,
+        objects::Settings {
+            dir: settings.objects_dir.clone(),
+            limits: objects::Limits {
+                memory: settings.max_instance_memory,
+                cpu: settings.cpu_limit,
+            },
+            idle_timeout: settings.object_idle_timeout,
+            socket_idle_timeout: settings.websocket_idle_timeout,
+        },
+    );
+    let outbound = Arc::new(
+        Outbound::new(Some(Arc::clone(&objects)))
+            .context("setting up TLS for outbound requests")?,
+    );
     let limits = Limits {
         memory: settings.max_instance_memory,
         cpu: settings.cpu_limit,
         max_requests: settings.instance_max_requests,
     };
-    let guests = Arc::new(Guests::new(pre, loaded.guest_env(), outbound, limits));
+    let mut env = loaded.guest_env();
+    env.push((HOST_FEATURES_VAR.to_string(), HOST_FEATURES.to_string()));
+    let guests = Arc::new(Guests::new(pre, env, outbound, limits));
     ready.set_ready();
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     eprint!(
@@ -119,7 +154,18 @@ async fn serve(
         banner::render(&loaded.config, public_addr, admin_addr, demo_addr)
     );
 
-    server::serve(public_listener, guests, shutdown).await;
+    // Sockets close (1001) as soon as the shutdown starts, beside the
+    // listener letting requests in flight finish.
+    let closing = {
+        let objects = Arc::clone(&objects);
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            listener::stopped(&mut stop).await;
+            objects.shutdown(SOCKET_CLOSE_GRACE).await;
+        })
+    };
+    server::serve(public_listener, guests, objects, shutdown).await;
+    let _ = closing.await;
     let _ = admin_task.await;
     Ok(())
 }
@@ -132,7 +178,8 @@ fn prepare(
     let started = Instant::now();
     let engine = engine::new_engine(settings.max_instance_memory)?;
     engine::start_epoch_ticker(&engine);
-    let (component, origin) = engine::load_component(&engine, wasm, settings.cache_dir.as_deref())?;
+    let (component, origin) =
+        engine::load_component(&engine, wasm, settings.cache_dir.as_deref(), "edge")?;
     let how = match origin {
         Origin::Cache => "loaded from cache",
         Origin::Compiled => "compiled",
@@ -143,6 +190,22 @@ fn prepare(
         "edge component {how}"
     );
     Ok(linker::proxy_pre(&component)?)
+}
+
+/// Compiles (or loads from cache) and links the Durable Object component
+/// on its own engine.
+fn prepare_objects(wasm: &[u8], settings: &ServeSettings) -> anyhow::Result<objects::Prepared> {
+    let started = Instant::now();
+    let engine = engine::new_objects_engine()?;
+    engine::start_epoch_ticker(&engine);
+    let (component, origin) =
+        engine::load_component(&engine, wasm, settings.cache_dir.as_deref(), "objects")?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ?origin,
+        "objects component ready"
+    );
+    Ok(objects::Prepared::new(&component)?)
 }
 
 async fn start_demo(loaded: &Loaded, shutdown: watch::Receiver<bool>) -> Option<SocketAddr> {

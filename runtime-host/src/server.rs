@@ -10,6 +10,8 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use crate::listener::{self, ShutdownSignal};
+use crate::objects::Objects;
+use crate::objects::upgrade::{self, PendingUpgrade};
 use crate::pool::Guests;
 use crate::respond::{self, Body, REQUEST_ID};
 
@@ -20,21 +22,32 @@ pub const CLIENT_ADDR: &str = "spin-client-addr";
 pub async fn serve(
     listener: tokio::net::TcpListener,
     guests: Arc<Guests>,
+    objects: Arc<Objects>,
     shutdown: ShutdownSignal,
 ) {
     let local = listener.local_addr().ok();
     listener::serve(
         listener,
-        move |request, peer| handle(Arc::clone(&guests), local, request, peer),
+        move |request, peer| {
+            handle(
+                Arc::clone(&guests),
+                Arc::clone(&objects),
+                local,
+                request,
+                peer,
+            )
+        },
         shutdown,
     )
     .await;
 }
 
 /// Prepares `request` for the guest and runs it; host failures become
-/// problem responses.
+/// problem responses. A WebSocket upgrade the edge lets through is
+/// completed here.
 pub async fn handle(
     guests: Arc<Guests>,
+    objects: Arc<Objects>,
     local: Option<SocketAddr>,
     mut request: Request<Incoming>,
     peer: SocketAddr,
@@ -50,6 +63,8 @@ pub async fn handle(
     headers.remove(CLIENT_ADDR);
     headers.insert(CLIENT_ADDR, header_value(&peer.to_string()));
     headers.insert(REQUEST_ID, header_value(&request_id));
+    // Internal headers come from the host alone.
+    upgrade::strip_internal(headers);
 
     // `wasi:http` needs an authority: HTTP/1.0 clients may omit `Host`.
     if request.uri().authority().is_none() {
@@ -66,9 +81,15 @@ pub async fn handle(
         }
     }
 
+    let pending = upgrade::client_upgrade(&request)
+        .map(|client| PendingUpgrade::begin(&objects, client, &mut request));
     let response = match guests.handle(request).await {
         Ok(response) => response,
         Err(failure) => respond::problem(&failure.problem(), &request_id),
+    };
+    let response = match pending {
+        Some(pending) => pending.complete(response, &request_id),
+        None => response,
     };
     tracing::debug!(
         %method,

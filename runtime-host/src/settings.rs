@@ -2,10 +2,77 @@
 //! what of it the host uses (listeners, limits, the guest's environment).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use edgegate_config::{CONFIG_VAR, Config, ConfigError, DEFAULT_CONFIG};
 
 use crate::cli::ServeArgs;
+
+/// Variable telling the edge component what the host offers beyond WASI.
+pub const HOST_FEATURES_VAR: &str = "EDGEGATE_HOST_FEATURES";
+/// Its value: Durable Objects (and so WebSocket hubs) are served here.
+pub const HOST_FEATURES: &str = "durable-objects";
+
+/// Default `[server] object_idle_timeout_s`.
+const DEFAULT_OBJECT_IDLE_TIMEOUT_S: u64 = 30;
+/// Default `[server] websocket_idle_timeout_s`.
+const DEFAULT_WEBSOCKET_IDLE_TIMEOUT_S: u64 = 300;
+/// Data directory when neither `--data-dir` nor `[server] data_dir` is set
+/// (relative to the working directory; created on first use).
+const DEFAULT_DATA_DIR: &str = "data";
+
+/// `[server]` keys only this host reads. The shared configuration schema
+/// does not know them (and refuses unknown keys), so they are taken out of
+/// the text before it is parsed or handed to the guest.
+const HOST_ONLY_KEYS: [&str; 2] = ["object_idle_timeout_s", "websocket_idle_timeout_s"];
+
+/// Values of the host-only `[server]` keys, when set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostKeys {
+    /// `[server] object_idle_timeout_s`: idle objects are evicted after it.
+    pub object_idle_timeout_s: Option<u64>,
+    /// `[server] websocket_idle_timeout_s`: sockets with no traffic for this
+    /// long are closed.
+    pub websocket_idle_timeout_s: Option<u64>,
+}
+
+impl HostKeys {
+    /// Removes the host-only keys from `text` and returns their values and
+    /// the rest of the text (unchanged, comments and layout included, when
+    /// none is present).
+    fn take(text: &str) -> Result<(HostKeys, String), LoadError> {
+        if !HOST_ONLY_KEYS.iter().any(|k| text.contains(k)) {
+            return Ok((HostKeys::default(), text.to_string()));
+        }
+        // A syntax error is left for the configuration parser to report.
+        let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
+            return Ok((HostKeys::default(), text.to_string()));
+        };
+        let Some(server) = doc.get_mut("server").and_then(|s| s.as_table_like_mut()) else {
+            return Ok((HostKeys::default(), text.to_string()));
+        };
+        let mut values = [None; HOST_ONLY_KEYS.len()];
+        for (key, value) in HOST_ONLY_KEYS.iter().zip(values.iter_mut()) {
+            let Some(item) = server.remove(key) else {
+                continue;
+            };
+            match item.as_integer().and_then(|n| u64::try_from(n).ok()) {
+                Some(n) if n > 0 => *value = Some(n),
+                _ => {
+                    return Err(LoadError {
+                        path: format!("server.{key}"),
+                        reason: "must be a positive integer (seconds)".into(),
+                    });
+                }
+            }
+        }
+        let keys = HostKeys {
+            object_idle_timeout_s: values[0],
+            websocket_idle_timeout_s: values[1],
+        };
+        Ok((keys, doc.to_string()))
+    }
+}
 
 /// Where the active configuration text came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,10 +109,13 @@ impl From<ConfigError> for LoadError {
 pub struct Loaded {
     /// Where it came from.
     pub source: Source,
-    /// The text as written (`env:` references intact); the guest gets this.
+    /// The text as written (`env:` references intact) less the host-only
+    /// keys; the guest gets this.
     pub text: String,
     /// Parsed, with `env:` references as written.
     pub config: Config,
+    /// The host-only `[server]` keys.
+    pub host: HostKeys,
 }
 
 impl Loaded {
@@ -79,6 +149,7 @@ impl Loaded {
     /// Parses `text` and checks that every `env:` secret resolves from the
     /// host environment (values are checked, never kept or shown).
     pub fn from_text(source: Source, text: String) -> Result<Loaded, LoadError> {
+        let (host, text) = HostKeys::take(&text)?;
         let config = Config::parse(&text)?;
         let mut resolved = config.clone();
         resolved.resolve_secrets(&|name| std::env::var(name).ok())?;
@@ -86,6 +157,7 @@ impl Loaded {
             source,
             text,
             config,
+            host,
         })
     }
 
@@ -122,23 +194,43 @@ pub struct ServeSettings {
     pub cpu_limit: std::time::Duration,
     /// Requests one instance serves before it is recycled.
     pub instance_max_requests: u64,
+    /// Durable Object storage: `<objects_dir>/<class>.sqlite`.
+    pub objects_dir: PathBuf,
+    /// Idle objects are evicted after this long.
+    pub object_idle_timeout: Duration,
+    /// WebSockets without traffic for this long are closed.
+    pub websocket_idle_timeout: Duration,
 }
 
 impl ServeSettings {
-    /// Applies `args` over the configuration's `[server]`.
-    pub fn new(config: &Config, args: &ServeArgs) -> ServeSettings {
+    /// Applies `args` over the configuration's `[server]` and the host-only
+    /// keys.
+    pub fn new(config: &Config, host: &HostKeys, args: &ServeArgs) -> ServeSettings {
         let server = &config.server;
         let data_dir = args
             .data_dir
             .clone()
             .or_else(|| server.data_dir.as_ref().map(PathBuf::from));
+        let seconds =
+            |value: Option<u64>, default: u64| Duration::from_secs(value.unwrap_or(default));
         ServeSettings {
             listen: args.listen.clone().unwrap_or_else(|| server.listen.clone()),
             admin: args.admin.clone().unwrap_or_else(|| server.admin.clone()),
-            cache_dir: data_dir.map(|d| d.join("cache")).or_else(default_cache_dir),
+            cache_dir: data_dir
+                .as_ref()
+                .map(|d| d.join("cache"))
+                .or_else(default_cache_dir),
             max_instance_memory: server.max_instance_memory_mib.saturating_mul(1024 * 1024),
-            cpu_limit: std::time::Duration::from_millis(server.cpu_limit_ms),
+            cpu_limit: Duration::from_millis(server.cpu_limit_ms),
             instance_max_requests: server.instance_max_requests.max(1),
+            objects_dir: data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+                .join("objects"),
+            object_idle_timeout: seconds(host.object_idle_timeout_s, DEFAULT_OBJECT_IDLE_TIMEOUT_S),
+            websocket_idle_timeout: seconds(
+                host.websocket_idle_timeout_s,
+                DEFAULT_WEBSOCKET_IDLE_TIMEOUT_S,
+            ),
         }
     }
 }
@@ -183,10 +275,35 @@ mod tests {
             data_dir: Some("/tmp/x".into()),
             ..ServeArgs::default()
         };
-        let s = ServeSettings::new(&config, &args);
+        let s = ServeSettings::new(&config, &HostKeys::default(), &args);
         assert_eq!(s.listen, "127.0.0.1:1");
         assert_eq!(s.admin, "127.0.0.1:2");
         assert_eq!(s.cache_dir, Some(PathBuf::from("/tmp/x/cache")));
         assert_eq!(s.cpu_limit.as_millis(), 5);
+        assert_eq!(s.objects_dir, PathBuf::from("/tmp/x/objects"));
+        assert_eq!(s.object_idle_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn host_only_keys_are_read_and_hidden_from_the_guest() {
+        let text = "# top\n[server]\nlisten = \"127.0.0.1:1\" # kept\nobject_idle_timeout_s = 1\nwebsocket_idle_timeout_s = 7\n";
+        let loaded = Loaded::from_text(Source::Env, text.into()).unwrap();
+        assert_eq!(loaded.host.object_idle_timeout_s, Some(1));
+        assert_eq!(loaded.host.websocket_idle_timeout_s, Some(7));
+        assert!(!loaded.text.contains("idle_timeout"));
+        assert!(loaded.text.contains("listen = \"127.0.0.1:1\" # kept"));
+        let s = ServeSettings::new(&loaded.config, &loaded.host, &ServeArgs::default());
+        assert_eq!(s.object_idle_timeout, Duration::from_secs(1));
+        assert_eq!(s.websocket_idle_timeout, Duration::from_secs(7));
+        assert_eq!(s.objects_dir, PathBuf::from("data/objects"));
+
+        let err = Loaded::from_text(Source::Env, "[server]\nobject_idle_timeout_s = 0".into())
+            .unwrap_err();
+        assert_eq!(err.path, "server.object_idle_timeout_s");
+        let plain = "[server]\nlisten = \"127.0.0.1:1\"\n";
+        assert_eq!(
+            Loaded::from_text(Source::Env, plain.into()).unwrap().text,
+            plain
+        );
     }
 }

@@ -4,12 +4,13 @@
 mod support;
 
 use edgegate_conformance::{Running, Target};
-use support::Gateway;
+use support::{Gateway, TempDir, private_data_dir};
 
 /// `edgegate serve` on loopback ports.
 struct Host;
 
-struct Started(Gateway);
+/// The gateway and its own object storage (removed after it stops).
+struct Started(Gateway, #[allow(dead_code)] TempDir);
 
 impl Running for Started {
     fn base_url(&self) -> String {
@@ -23,10 +24,16 @@ impl Target for Host {
     }
 
     fn start(&self, config: &str, env: &[(&str, &str)]) -> Box<dyn Running> {
+        let dir = private_data_dir();
         let builder = env
             .iter()
-            .fold(Gateway::builder(config), |b, (k, v)| b.env(k, v));
-        Box::new(Started(builder.start()))
+            .fold(Gateway::builder(config), |b, (k, v)| b.env(k, v))
+            .data_dir(dir.path());
+        Box::new(Started(builder.start(), dir))
+    }
+
+    fn supports_durable_objects(&self) -> bool {
+        true
     }
 }
 

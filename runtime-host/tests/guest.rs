@@ -74,7 +74,10 @@ fn the_guest_sees_only_its_config_and_named_secrets() {
         .env("EDGEGATE_TEST_UNRELATED", "x")
         .start();
     let names = gateway.get("/env").text();
-    assert_eq!(names, "EDGEGATE_CONFIG\nEDGEGATE_TEST_JWT");
+    assert_eq!(
+        names,
+        "EDGEGATE_CONFIG\nEDGEGATE_HOST_FEATURES\nEDGEGATE_TEST_JWT"
+    );
 }
 
 #[test]
@@ -150,9 +153,10 @@ fn outbound_failures_reach_the_guest_as_error_codes() {
         handshake.text()
     );
 
+    // Objects are served in-process; without a name there is none to reach.
     let object = gateway.get("/fetch?url=http://counter.do.edgegate.internal/x");
     assert!(
-        object.text().contains("DestinationNotFound"),
+        object.text().starts_with("400 ") && object.text().contains("edgegate-do-name"),
         "{}",
         object.text()
     );

@@ -55,13 +55,12 @@ thread_local! {
 struct Component;
 
 impl Guest for Component {
-    fn init(class: String, name: String) -> Result<(), String> {
+    fn init(class: String, _name: String) -> Result<(), String> {
         let object = match class.as_str() {
             RATE_LIMITER => Object::RateLimiter(objects::RateLimiter::new()),
             HUB => Object::Hub(objects::Hub::new()),
             other => return Err(format!("unknown Durable Object class {other:?}")),
         };
-        let _ = name;
         INSTANCE.with(|slot| {
             *slot.borrow_mut() = Some(Instance {
                 state: HostState,
@@ -191,7 +190,7 @@ fn from_http(response: objects::Response) -> types::Response {
 }
 
 fn error(status: u16, message: &str) -> types::Response {
-    let body = format!("{{\"error\":{}}}", serde_json_string(message));
+    let body = format!("{{\"error\":{}}}", json_string(message));
     types::Response {
         status,
         headers: vec![("content-type".into(), "application/json".into())],
@@ -200,7 +199,7 @@ fn error(status: u16, message: &str) -> types::Response {
 }
 
 /// `s` as a JSON string literal (the adapter has no JSON dependency).
-fn serde_json_string(s: &str) -> String {
+fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

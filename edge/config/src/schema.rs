@@ -56,6 +56,11 @@ pub struct Server {
     pub cpu_limit_ms: u64,
     /// Requests an edge instance serves before it is recycled.
     pub instance_max_requests: u64,
+    /// Seconds a Durable Object may stay idle before it is evicted (its
+    /// storage and WebSockets stay).
+    pub object_idle_timeout_s: u64,
+    /// Seconds a WebSocket may stay silent before it is pinged and closed.
+    pub websocket_idle_timeout_s: u64,
 }
 
 impl Default for Server {
@@ -67,6 +72,8 @@ impl Default for Server {
             max_instance_memory_mib: 64,
             cpu_limit_ms: 1000,
             instance_max_requests: 10_000,
+            object_idle_timeout_s: 30,
+            websocket_idle_timeout_s: 300,
         }
     }
 }

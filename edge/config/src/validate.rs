@@ -31,6 +31,14 @@ pub(crate) fn validate(config: &Config) -> Result {
     )?;
     positive("server.cpu_limit_ms", config.server.cpu_limit_ms)?;
     positive(
+        "server.object_idle_timeout_s",
+        config.server.object_idle_timeout_s,
+    )?;
+    positive(
+        "server.websocket_idle_timeout_s",
+        config.server.websocket_idle_timeout_s,
+    )?;
+    positive(
         "server.instance_max_requests",
         config.server.instance_max_requests,
     )?;

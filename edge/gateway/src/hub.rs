@@ -40,12 +40,12 @@ pub(crate) async fn connect<P: Platform>(
     cors: Option<&Cors>,
 ) -> Result<Response<P::Body>, Reject> {
     if !is_upgrade(&request) {
+        // No `Upgrade` response header: WASI HTTP refuses it from guests.
         return Err(Reject::new(
             426,
             "upgrade_required",
             "this route takes WebSocket connections",
-        )
-        .with(header::UPGRADE, "websocket"));
+        ));
     }
     // Browsers send Origin on every WebSocket handshake; a page on another
     // origin must not ride the user's cookies into the hub.

@@ -66,6 +66,18 @@ pub fn shared_data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("edgegate-test-data")
 }
 
+/// A data directory of its own (Durable Object storage starts empty) that
+/// shares the compiled-component cache of [`shared_data_dir`], so starts
+/// stay fast.
+pub fn private_data_dir() -> TempDir {
+    let dir = TempDir::new();
+    let cache = shared_data_dir().join("cache");
+    std::fs::create_dir_all(&cache).expect("creating the shared cache dir");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&cache, dir.path().join("cache")).expect("linking the cache");
+    dir
+}
+
 /// How to start a gateway.
 pub struct GatewayBuilder {
     config: String,
@@ -475,6 +487,48 @@ pub fn test_guest() -> PathBuf {
             let status = cargo.status().expect("running cargo for the test guest");
             assert!(status.success(), "building tests/guest failed");
             target_dir.join("wasm32-wasip2/release/edgegate_test_guest.wasm")
+        })
+        .clone()
+}
+
+/// The objects component built with its `test-trap` feature (a hub
+/// publish to the topic `trap` traps), built once per test run.
+pub fn trapping_objects_component() -> PathBuf {
+    static COMPONENT: OnceLock<PathBuf> = OnceLock::new();
+    COMPONENT
+        .get_or_init(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("workspace");
+            let target_dir = workspace.join("target").join("wasm");
+            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            cargo
+                .current_dir(workspace)
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "-p",
+                    "edgegate-durable-objects-component",
+                    "--features",
+                    "test-trap",
+                    "--target-dir",
+                ])
+                .arg(&target_dir);
+            for (key, _) in std::env::vars() {
+                if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" {
+                    cargo.env_remove(key);
+                }
+            }
+            let status = cargo
+                .status()
+                .expect("running cargo for the objects component");
+            assert!(
+                status.success(),
+                "building the test objects component failed"
+            );
+            target_dir.join("wasm32-wasip2/release/edgegate_durable_objects_component.wasm")
         })
         .clone()
 }
