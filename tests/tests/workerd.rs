@@ -74,6 +74,22 @@ impl Target for Workerd {
     }
 
     fn start(&self, config: &str, env: &[(&str, &str)]) -> Box<dyn Running> {
+        // The free port can be taken by a concurrently starting test before
+        // wrangler binds it: try again on a new port.
+        for _ in 0..2 {
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.start_once(config, env)
+            }));
+            if let Ok(running) = attempt {
+                return running;
+            }
+        }
+        self.start_once(config, env)
+    }
+}
+
+impl Workerd {
+    fn start_once(&self, config: &str, env: &[(&str, &str)]) -> Box<dyn Running> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let mut vars = serde_json::Map::new();
