@@ -7,6 +7,9 @@
 #
 #   bash bench/proxy.sh                 # needs wrk and nginx (apt-get install wrk nginx)
 #   ROUNDS=5 DURATION=10 CONNS=64 bash bench/proxy.sh
+#   BASELINE_COMPONENT=old.wasm bash bench/proxy.sh   # adds "edgegate-baseline":
+#                                       # the same host running another build
+#                                       # of the edge component, interleaved
 #
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -19,6 +22,8 @@ ORIGIN=127.0.0.1:19001
 NGINX=127.0.0.1:19002
 GATEWAY=127.0.0.1:19003
 ADMIN=127.0.0.1:19004
+BASELINE=127.0.0.1:19005
+BASELINE_ADMIN=127.0.0.1:19006
 SECRET=bench-secret-0123456789abcdef
 
 for tool in wrk nginx taskset; do
@@ -83,9 +88,20 @@ roles = ["user"]
 EOF
 EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do
-  curl -fs "http://$ADMIN/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
+targets="direct nginx edgegate"
+if [ -n "${BASELINE_COMPONENT:-}" ]; then
+  sed -e "s/$GATEWAY/$BASELINE/; s/$ADMIN/$BASELINE_ADMIN/; s#$work/data#$work/data-baseline#" \
+    "$work/gateway.toml" >"$work/baseline.toml"
+  EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve --config "$work/baseline.toml" \
+    --component "$BASELINE_COMPONENT" >"$work/baseline.log" 2>&1 &
+  pids+=($!)
+  targets="$targets edgegate-baseline"
+fi
+for admin in $ADMIN ${BASELINE_COMPONENT:+$BASELINE_ADMIN}; do
+  for _ in $(seq 100); do
+    curl -fs "http://$admin/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 done
 token=$(target/release/edgegate token --secret "$SECRET" --sub bench --roles user --ttl-s 86400)
 
@@ -107,10 +123,14 @@ run() { # name url [header]
 # Warm every path once (connection pools, compiled code).
 curl -fs "http://$NGINX/api/x" >/dev/null
 curl -fs -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
+[ -n "${BASELINE_COMPONENT:-}" ] && curl -fs -H "authorization: Bearer $token" "http://$BASELINE/api/x" >/dev/null
 for _ in $(seq "$ROUNDS"); do
   run direct "http://$ORIGIN/api/x"
   run nginx "http://$NGINX/api/x"
   run edgegate "http://$GATEWAY/api/x" "authorization: Bearer $token"
+  if [ -n "${BASELINE_COMPONENT:-}" ]; then
+    run edgegate-baseline "http://$BASELINE/api/x" "authorization: Bearer $token"
+  fi
 done
 
 to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
@@ -120,7 +140,7 @@ median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
 
 echo "| target | requests/s (median of $ROUNDS) | p50 ms | p99 ms |"
 echo "|---|---|---|---|"
-for name in direct nginx edgegate; do
+for name in $targets; do
   rps=$(awk -v n="$name" '$1==n {print $2}' "$work/results" | median)
   p50=$(awk -v n="$name" '$1==n {print $3}' "$work/results" | to_ms | median)
   p99=$(awk -v n="$name" '$1==n {print $4}' "$work/results" | to_ms | median)

@@ -58,4 +58,16 @@ pub trait DurableObject<S: State> {
         let _ = state;
         Ok(())
     }
+
+    /// A message that this object's instance on the host `origin` sent with
+    /// [`State::publish_to_peers`].
+    async fn peer_message(&self, state: &S, origin: &str, message: &str) {
+        let _ = (state, origin, message);
+    }
+
+    /// The link to the other hosts is up (again): anything published
+    /// meanwhile, by either side, was lost.
+    async fn peers_linked(&self, state: &S) {
+        let _ = state;
+    }
 }

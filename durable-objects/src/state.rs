@@ -128,4 +128,21 @@ pub trait State {
     /// Makes the platform answer the text frame `request` with `response` by
     /// itself, without waking the object.
     fn set_auto_response(&self, request: &str, response: &str);
+
+    /// Whether this object may also run on other hosts ("peers", scale-out
+    /// of `edgegate serve` through Redis), so that what one instance hears
+    /// must reach the others. `false` where a name has one instance
+    /// worldwide (Workers) and on a single host.
+    fn has_peers(&self) -> bool {
+        false
+    }
+
+    /// Sends `message` to this object's instances on every other host,
+    /// after the running event's writes are committed. Best effort: while
+    /// the link to the peers is down messages are dropped, and
+    /// [`DurableObject::peers_linked`](crate::DurableObject::peers_linked)
+    /// follows its return.
+    fn publish_to_peers(&self, message: &str) {
+        let _ = message;
+    }
 }

@@ -222,6 +222,9 @@ struct Inner {
     /// Sockets by tag, so that tag look-ups stay cheap with many sockets.
     tagged: RefCell<BTreeMap<String, Vec<MemorySocket>>>,
     auto_response: RefCell<Option<(String, String)>>,
+    /// Whether the object has peers; what it published to them.
+    peers: Cell<bool>,
+    published: RefCell<Vec<String>>,
 }
 
 /// The in-memory state. Clones share everything, so a test can drop an
@@ -307,6 +310,17 @@ impl MemoryState {
     pub fn all_sockets(&self) -> Vec<MemorySocket> {
         self.inner.sockets.borrow().clone()
     }
+
+    /// Makes [`State::has_peers`] answer `true`: the object runs on other
+    /// hosts too, and the test carries its messages there.
+    pub fn enable_peers(&self) {
+        self.inner.peers.set(true);
+    }
+
+    /// What the object published to its peers since the last call.
+    pub fn take_published(&self) -> Vec<String> {
+        std::mem::take(&mut *self.inner.published.borrow_mut())
+    }
 }
 
 impl State for MemoryState {
@@ -356,5 +370,15 @@ impl State for MemoryState {
 
     fn set_auto_response(&self, request: &str, response: &str) {
         *self.inner.auto_response.borrow_mut() = Some((request.to_string(), response.to_string()));
+    }
+
+    fn has_peers(&self) -> bool {
+        self.inner.peers.get()
+    }
+
+    fn publish_to_peers(&self, message: &str) {
+        if self.inner.peers.get() {
+            self.inner.published.borrow_mut().push(message.to_string());
+        }
     }
 }

@@ -559,3 +559,138 @@ fn close_after_eviction_while_the_platform_still_lists_the_socket() {
     block_on(h.hub.websocket_close(&h.state, &bob, 1001, "going away"));
     assert!(alice.take_sent().is_empty());
 }
+
+/// Carries everything `from` published to its peers to `to`, as the host
+/// link does; returns how many messages went.
+fn relay(from: &Harness, origin: &str, to: &Harness) -> usize {
+    let messages = from.state.take_published();
+    for message in &messages {
+        block_on(to.hub.peer_message(&to.state, origin, message));
+    }
+    messages.len()
+}
+
+/// Two hosts of one hub: relays until neither has anything to say.
+fn settle(a: &Harness, b: &Harness) {
+    for _ in 0..10 {
+        if relay(a, "host-a", b) + relay(b, "host-b", a) == 0 {
+            return;
+        }
+    }
+    panic!("the hosts kept talking");
+}
+
+fn linked_pair() -> (Harness, Harness) {
+    let (a, b) = (Harness::new(), Harness::new());
+    a.state.enable_peers();
+    b.state.enable_peers();
+    (a, b)
+}
+
+#[test]
+fn hosts_share_publishes_and_presence() {
+    let (a, b) = linked_pair();
+    let alice = a.connect("alice");
+    settle(&a, &b);
+    let bob = b.connect("bob");
+    settle(&a, &b);
+    // Bob's first connection anywhere: Alice on the other host hears it.
+    assert_eq!(alice.take_json(), [json!({"type": "join", "user": "bob"})]);
+    b.send_json(&bob, json!({"type": "presence", "id": "p"}));
+    assert_eq!(
+        bob.take_json(),
+        [json!({"type": "presence", "id": "p", "users": ["alice", "bob"]})]
+    );
+    assert_eq!(
+        a.get("/presence"),
+        (StatusCode::OK, json!({"users": ["alice", "bob"]}))
+    );
+
+    // A publish reaches the subscribers of both hosts.
+    a.subscribe(&alice, "chat");
+    b.subscribe(&bob, "chat");
+    b.send_json(
+        &bob,
+        json!({"type": "publish", "topic": "chat", "data": {"n": 1}, "id": "m"}),
+    );
+    settle(&a, &b);
+    let message = json!({"type": "message", "topic": "chat", "data": {"n": 1}, "from": "bob"});
+    assert_eq!(
+        bob.take_json(),
+        [message.clone(), json!({"type": "ack", "id": "m"})]
+    );
+    assert_eq!(alice.take_json(), [message]);
+    let (_, delivered) = a.post("/publish", r#"{"topic":"chat","data":2}"#);
+    assert_eq!(
+        delivered,
+        json!({"delivered": 1}),
+        "counts this host's sockets"
+    );
+    settle(&a, &b);
+    assert_eq!(bob.take_json().len(), 1);
+    assert_eq!(alice.take_json().len(), 1);
+
+    // Bob also connects to host A: no second join; leaving A while still on
+    // B: no leave; leaving B as well: leave.
+    let bob_on_a = a.connect("bob");
+    settle(&a, &b);
+    assert!(alice.take_sent().is_empty());
+    a.disconnect(&bob_on_a);
+    settle(&a, &b);
+    assert!(alice.take_sent().is_empty());
+    b.disconnect(&bob);
+    settle(&a, &b);
+    assert_eq!(alice.take_json(), [json!({"type": "leave", "user": "bob"})]);
+    assert_eq!(
+        a.get("/presence"),
+        (StatusCode::OK, json!({"users": ["alice"]}))
+    );
+}
+
+#[test]
+fn a_silent_host_is_forgotten_and_a_new_instance_asks() {
+    let (a, mut b) = linked_pair();
+    let alice = a.connect("alice");
+    let bob = b.connect("bob");
+    settle(&a, &b);
+    alice.take_sent();
+    // The heartbeat alarm is scheduled while there are users.
+    assert!(a.state.alarm().is_some());
+
+    // Host B's hub is re-created: it asks, and host A's roster comes back.
+    b.evict();
+    b.send_json(&bob, json!({"type": "presence", "id": "p"}));
+    bob.take_sent();
+    settle(&a, &b);
+    b.send_json(&bob, json!({"type": "presence", "id": "q"}));
+    // What the new instance learnt is not news to Bob: no second join.
+    assert_eq!(
+        bob.take_json(),
+        [json!({"type": "presence", "id": "q", "users": ["alice", "bob"]})]
+    );
+
+    // Host B goes silent (crashed): A's heartbeats carry on, and after the
+    // peer lifetime Bob is gone from A's view.
+    b.state.take_published();
+    for _ in 0..4 {
+        a.state
+            .advance(edgegate_durable_objects::hub::peers::ANNOUNCE_MS);
+        assert!(a.state.fire_alarm(&a.hub).unwrap());
+        assert_eq!(
+            a.state.take_published().len(),
+            1,
+            "one roster per heartbeat"
+        );
+    }
+    assert_eq!(alice.take_json(), [json!({"type": "leave", "user": "bob"})]);
+}
+
+#[test]
+fn without_peers_nothing_is_published_and_no_alarm_is_set() {
+    let h = Harness::new();
+    let alice = h.connect("alice");
+    h.subscribe(&alice, "t");
+    h.send_json(&alice, json!({"type": "publish", "topic": "t", "data": 1}));
+    assert!(h.state.take_published().is_empty());
+    assert_eq!(h.state.alarm(), None);
+}

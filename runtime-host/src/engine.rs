@@ -7,13 +7,19 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 /// Version of wasmtime compiled in (part of the cache key).
 const WASMTIME_VERSION: &str = env!("EDGEGATE_WASMTIME_VERSION");
 
 /// How often the engine epoch advances; the unit of CPU-limit checks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Set (to anything) to write `/tmp/perf-<pid>.map` so `perf` names guest
+/// functions (see docs/BENCHMARKS.md).
+const PERFMAP_VAR: &str = "EDGEGATE_PERFMAP";
 
 /// Component instances that may exist at once (busy plus idle).
 pub const MAX_INSTANCES: u32 = 1000;
@@ -51,6 +57,9 @@ pub fn new_engine(max_instance_memory: u64) -> Result<Engine, EngineError> {
     config
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    if std::env::var_os(PERFMAP_VAR).is_some() {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))
 }
 

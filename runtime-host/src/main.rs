@@ -1,17 +1,23 @@
 //! `edgegate`: serves the edge component on wasmtime, validates
 //! configurations and mints test tokens.
 
+mod access;
 mod admin;
 mod banner;
 mod cli;
 mod cpu;
 mod demo;
 mod engine;
+mod health;
 mod linker;
 mod listener;
+mod metrics;
 mod objects;
+mod otlp;
 mod outbound;
 mod pool;
+mod redis_link;
+mod reload;
 mod respond;
 mod serve;
 mod server;
@@ -37,7 +43,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `EDGEGATE_LOG` (an env-filter directive), default `info`, to stderr.
+/// `EDGEGATE_LOG` (an env-filter directive), default `info`, to stderr;
+/// `EDGEGATE_LOG_FORMAT=json` for JSON lines.
 fn init_logging() {
     let mut filter =
         EnvFilter::try_from_env("EDGEGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -54,10 +61,15 @@ fn init_logging() {
             }
         }
     }
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // Text for people, JSON for log shippers.
+    if std::env::var("EDGEGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 /// `edgegate check FILE`.

@@ -21,6 +21,7 @@ use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::objects::{Objects, dispatch};
+use crate::redis_link::{self, Redis};
 
 /// Idle keep-alive connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -36,6 +37,7 @@ pub const DURABLE_OBJECT_SUFFIX: &str = ".do.edgegate.internal";
 pub struct Outbound {
     client: Client<HttpsConnector<HttpConnector>, WasiBody>,
     objects: Option<Arc<Objects>>,
+    redis: Option<Arc<Redis>>,
 }
 
 impl Outbound {
@@ -57,7 +59,17 @@ impl Outbound {
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .pool_timer(TokioTimer::new())
             .build(connector);
-        Ok(Outbound { client, objects })
+        Ok(Outbound {
+            client,
+            objects,
+            redis: None,
+        })
+    }
+
+    /// Requests to `http://redis.edgegate.internal/` run on `redis`.
+    pub fn with_redis(mut self, redis: Option<Arc<Redis>>) -> Outbound {
+        self.redis = redis;
+        self
     }
 
     /// Sends `request` (absolute URI) and returns once the response head
@@ -77,6 +89,13 @@ impl Outbound {
         }
         if is_durable_object(request.uri()) {
             return self.durable_object(request, options).await;
+        }
+        if redis_link::is_redis(request.uri()) {
+            // Never the network: the host's Redis link, or nothing.
+            return match &self.redis {
+                Some(redis) => redis.rest(request, options).await,
+                None => Err(Error::DestinationNotFound),
+            };
         }
         let options = options.unwrap_or_default();
 

@@ -19,7 +19,9 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::access::AccessLog;
 use crate::cpu::{CpuMeter, metered};
+use crate::metrics;
 use crate::outbound::{Outbound, OutboundHooks};
 use crate::respond::Body;
 
@@ -67,6 +69,17 @@ impl GuestFailure {
         GuestFailure::Trap {
             cause: format!("{during}: {}", error.root_cause()),
             detail: format!("{during}: {error:?}"),
+        }
+    }
+
+    /// Label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuestFailure::CpuLimit => "cpu_limit",
+            GuestFailure::Trap { .. } => "trap",
+            GuestFailure::NoResponse => "no_response",
+            GuestFailure::ErrorCode(_) => "error_code",
+            GuestFailure::Capacity(_) => "capacity",
         }
     }
 
@@ -161,25 +174,40 @@ pub struct Guests {
     env: Vec<(String, String)>,
     outbound: Arc<Outbound>,
     limits: Limits,
+    access: Arc<AccessLog>,
     idle: Mutex<Vec<Instance>>,
 }
 
 impl Guests {
     /// Serves with instances of `pre`; each gets exactly `env` as its
-    /// environment.
+    /// environment and writes its access records to `access`.
     pub fn new(
         pre: ProxyPre<HostState>,
         env: Vec<(String, String)>,
         outbound: Arc<Outbound>,
         limits: Limits,
+        access: Arc<AccessLog>,
     ) -> Guests {
         Guests {
             pre,
             env,
             outbound,
             limits,
+            access,
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The same component with another environment (a reloaded
+    /// configuration); its instances start fresh.
+    pub fn with_env(&self, env: Vec<(String, String)>) -> Guests {
+        Guests::new(
+            self.pre.clone(),
+            env,
+            Arc::clone(&self.outbound),
+            self.limits.clone(),
+            Arc::clone(&self.access),
+        )
     }
 
     /// Runs `request` through an instance. Returns when the guest set the
@@ -198,6 +226,7 @@ impl Guests {
             Ok(instance) => instance,
             Err(failure) => {
                 tracing::warn!("no edge instance: {failure:?}");
+                metrics::get().guest_failure(failure.kind());
                 slot.send(Err(failure));
                 return;
             }
@@ -210,6 +239,7 @@ impl Guests {
                 self.checkin(instance);
             }
             Err(failure) => {
+                metrics::get().guest_failure(failure.kind());
                 let answered = !slot.send(Err(failure.clone()));
                 match failure {
                     GuestFailure::CpuLimit => tracing::warn!(
@@ -236,6 +266,7 @@ impl Guests {
         if let Some(instance) = self.lock_idle().pop() {
             return Ok(instance);
         }
+        let started = std::time::Instant::now();
         let meter = CpuMeter::new(self.limits.cpu);
         let mut store = self.new_store(Arc::clone(&meter));
         store.set_epoch_deadline(1);
@@ -250,6 +281,7 @@ impl Guests {
                     GuestFailure::trap("instantiation", &e)
                 }
             })?;
+        metrics::get().instantiated(started.elapsed());
         Ok(Instance {
             store,
             proxy,
@@ -260,7 +292,7 @@ impl Guests {
     fn new_store(&self, meter: Arc<CpuMeter>) -> Store<HostState> {
         let wasi = WasiCtx::builder()
             .envs(&self.env)
-            .inherit_stdout()
+            .stdout(self.access.stdout())
             .inherit_stderr()
             .build();
         let memory = usize::try_from(self.limits.memory).unwrap_or(usize::MAX);

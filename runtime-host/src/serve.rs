@@ -9,13 +9,17 @@ use anyhow::{Context as _, bail};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::admin::{self, Readiness};
+use crate::access::AccessLog;
+use crate::admin::{self, Admin};
 use crate::cli::ServeArgs;
 use crate::engine::{self, Origin};
+use crate::health::Health;
 use crate::objects::{self, Objects};
+use crate::otlp::Spans;
 use crate::outbound::Outbound;
 use crate::pool::{self, Guests, Limits};
-use crate::settings::{HOST_FEATURES, HOST_FEATURES_VAR, Loaded, ServeSettings, Source};
+use crate::reload::{self, Generation, Live};
+use crate::settings::{Loaded, ServeSettings, Source};
 use crate::{banner, demo, linker, listener, server};
 
 /// The edge component built from `edge/component`.
@@ -36,7 +40,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = ServeSettings::new(&loaded.config, &loaded.host, &args);
+    let settings = ServeSettings::new(&loaded.config, &args);
     if same_address(&settings.listen, &settings.admin) {
         eprintln!(
             "error: server.admin: must differ from the public listen address {}",
@@ -73,21 +77,32 @@ async fn serve(
     started: Instant,
 ) -> anyhow::Result<()> {
     let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop.send(true);
-    });
+    let admin = Admin::new();
+    {
+        let admin = Arc::clone(&admin);
+        let grace = settings.shutdown_grace;
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!(
+                grace_s = grace.as_secs(),
+                "shutting down: finishing requests in flight"
+            );
+            admin.set_draining();
+            let _ = stop.send(true);
+        });
+    }
 
     let admin_listener = bind(&settings.admin, "server.admin").await?;
     let public_listener = bind(&settings.listen, "server.listen").await?;
     let admin_addr = admin_listener.local_addr()?;
     let public_addr = public_listener.local_addr()?;
-    let ready = Readiness::default();
+    // The admin listener outlives the drain, so probes see `/readyz` 503
+    // while requests in flight finish.
+    let (admin_stop, admin_shutdown) = watch::channel(false);
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
-        ready.clone(),
-        shutdown.clone(),
+        Arc::clone(&admin),
+        admin_shutdown,
     ));
 
     let demo_addr = if args.demo || loaded.source == Source::Default {
@@ -123,6 +138,7 @@ async fn serve(
         _ = listener::stopped(&mut waiting) => return Ok(()),
     };
 
+    release_compiler_memory();
     let objects = Objects::start(
         objects_pre,
         objects::Settings {
@@ -135,19 +151,37 @@ async fn serve(
             socket_idle_timeout: settings.websocket_idle_timeout,
         },
     );
+    let redis = crate::redis_link::start(loaded.config.redis.as_ref(), &objects)?;
     let outbound = Arc::new(
         Outbound::new(Some(Arc::clone(&objects)))
-            .context("setting up TLS for outbound requests")?,
+            .context("setting up TLS for outbound requests")?
+            .with_redis(redis),
     );
     let limits = Limits {
         memory: settings.max_instance_memory,
         cpu: settings.cpu_limit,
         max_requests: settings.instance_max_requests,
     };
-    let mut env = loaded.guest_env();
-    env.push((HOST_FEATURES_VAR.to_string(), HOST_FEATURES.to_string()));
-    let guests = Arc::new(Guests::new(pre, env, outbound, limits));
-    ready.set_ready();
+    let spans = loaded.config.server.otlp.as_ref().map(|otlp| {
+        Spans::start(
+            &otlp.endpoint,
+            &otlp.service_name,
+            std::time::Duration::from_millis(otlp.timeout_ms),
+        )
+    });
+    let access = AccessLog::new(loaded.config.gateway.access_log, spans.clone());
+    let guests = Guests::new(
+        pre,
+        reload::guest_env(&loaded),
+        outbound,
+        limits,
+        Arc::clone(&access),
+    );
+    let live = Live::new(Generation {
+        guests: Arc::new(guests),
+        health: Health::start(&loaded.config, shutdown.clone()),
+    });
+    admin.set_ready(Arc::clone(&live));
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     eprint!(
         "{}",
@@ -164,8 +198,30 @@ async fn serve(
             objects.shutdown(SOCKET_CLOSE_GRACE).await;
         })
     };
-    server::serve(public_listener, guests, objects, shutdown).await;
+    let config_file = match &loaded.source {
+        Source::File(path) => Some(path.clone()),
+        _ => None,
+    };
+    tokio::spawn(reload::watch(
+        config_file,
+        loaded,
+        Arc::clone(&live),
+        access,
+        shutdown.clone(),
+    ));
+    server::serve(
+        public_listener,
+        live,
+        objects,
+        settings.shutdown_grace,
+        shutdown,
+    )
+    .await;
     let _ = closing.await;
+    if let Some(spans) = spans {
+        spans.flush(std::time::Duration::from_secs(2)).await;
+    }
+    let _ = admin_stop.send(true);
     let _ = admin_task.await;
     Ok(())
 }
@@ -206,6 +262,16 @@ fn prepare_objects(wasm: &[u8], settings: &ServeSettings) -> anyhow::Result<obje
         "objects component ready"
     );
     Ok(objects::Prepared::new(&component)?)
+}
+
+/// Compiling the components leaves tens of MiB of freed heap that glibc
+/// keeps; hand it back so a cold start idles as small as a warm one.
+fn release_compiler_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 async fn start_demo(loaded: &Loaded, shutdown: watch::Receiver<bool>) -> Option<SocketAddr> {

@@ -9,10 +9,11 @@ use http::header::{HOST, HeaderValue};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
+use crate::health::UNHEALTHY_TARGETS;
 use crate::listener::{self, ShutdownSignal};
 use crate::objects::Objects;
 use crate::objects::upgrade::{self, PendingUpgrade};
-use crate::pool::Guests;
+use crate::reload::Live;
 use crate::respond::{self, Body, REQUEST_ID};
 
 /// Header carrying the client's address to the guest (the name Spin uses).
@@ -21,23 +22,17 @@ pub const CLIENT_ADDR: &str = "spin-client-addr";
 /// Serves the public listener until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    guests: Arc<Guests>,
+    live: Arc<Live>,
     objects: Arc<Objects>,
+    grace: std::time::Duration,
     shutdown: ShutdownSignal,
 ) {
     let local = listener.local_addr().ok();
-    listener::serve(
+    listener::serve_with_grace(
         listener,
-        move |request, peer| {
-            handle(
-                Arc::clone(&guests),
-                Arc::clone(&objects),
-                local,
-                request,
-                peer,
-            )
-        },
+        move |request, peer| handle(live.current(), Arc::clone(&objects), local, request, peer),
         shutdown,
+        grace,
     )
     .await;
 }
@@ -46,7 +41,7 @@ pub async fn serve(
 /// problem responses. A WebSocket upgrade the edge lets through is
 /// completed here.
 pub async fn handle(
-    guests: Arc<Guests>,
+    current: Arc<crate::reload::Generation>,
     objects: Arc<Objects>,
     local: Option<SocketAddr>,
     mut request: Request<Incoming>,
@@ -65,6 +60,10 @@ pub async fn handle(
     headers.insert(REQUEST_ID, header_value(&request_id));
     // Internal headers come from the host alone.
     upgrade::strip_internal(headers);
+    headers.remove(UNHEALTHY_TARGETS);
+    if let Some(unhealthy) = current.health.header() {
+        headers.insert(UNHEALTHY_TARGETS, unhealthy);
+    }
 
     // `wasi:http` needs an authority: HTTP/1.0 clients may omit `Host`.
     if request.uri().authority().is_none() {
@@ -83,7 +82,7 @@ pub async fn handle(
 
     let pending = upgrade::client_upgrade(&request)
         .map(|client| PendingUpgrade::begin(&objects, client, &mut request));
-    let response = match guests.handle(request).await {
+    let response = match current.guests.handle(request).await {
         Ok(response) => response,
         Err(failure) => respond::problem(&failure.problem(), &request_id),
     };

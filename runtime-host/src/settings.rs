@@ -10,69 +10,14 @@ use crate::cli::ServeArgs;
 
 /// Variable telling the edge component what the host offers beyond WASI.
 pub const HOST_FEATURES_VAR: &str = "EDGEGATE_HOST_FEATURES";
-/// Its value: Durable Objects (and so WebSocket hubs) are served here.
-pub const HOST_FEATURES: &str = "durable-objects";
+/// Its value: Durable Objects (and so WebSocket hubs) are served here; the
+/// host consumes access records (metrics, traces) whatever the access-log
+/// setting; it names unhealthy targets (active health checks).
+pub const HOST_FEATURES: &str = "durable-objects,access-records,health-checks";
 
-/// Default `[server] object_idle_timeout_s`.
-const DEFAULT_OBJECT_IDLE_TIMEOUT_S: u64 = 30;
-/// Default `[server] websocket_idle_timeout_s`.
-const DEFAULT_WEBSOCKET_IDLE_TIMEOUT_S: u64 = 300;
 /// Data directory when neither `--data-dir` nor `[server] data_dir` is set
 /// (relative to the working directory; created on first use).
 const DEFAULT_DATA_DIR: &str = "data";
-
-/// `[server]` keys only this host reads. The shared configuration schema
-/// does not know them (and refuses unknown keys), so they are taken out of
-/// the text before it is parsed or handed to the guest.
-const HOST_ONLY_KEYS: [&str; 2] = ["object_idle_timeout_s", "websocket_idle_timeout_s"];
-
-/// Values of the host-only `[server]` keys, when set.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostKeys {
-    /// `[server] object_idle_timeout_s`: idle objects are evicted after it.
-    pub object_idle_timeout_s: Option<u64>,
-    /// `[server] websocket_idle_timeout_s`: sockets with no traffic for this
-    /// long are closed.
-    pub websocket_idle_timeout_s: Option<u64>,
-}
-
-impl HostKeys {
-    /// Removes the host-only keys from `text` and returns their values and
-    /// the rest of the text (unchanged, comments and layout included, when
-    /// none is present).
-    fn take(text: &str) -> Result<(HostKeys, String), LoadError> {
-        if !HOST_ONLY_KEYS.iter().any(|k| text.contains(k)) {
-            return Ok((HostKeys::default(), text.to_string()));
-        }
-        // A syntax error is left for the configuration parser to report.
-        let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
-            return Ok((HostKeys::default(), text.to_string()));
-        };
-        let Some(server) = doc.get_mut("server").and_then(|s| s.as_table_like_mut()) else {
-            return Ok((HostKeys::default(), text.to_string()));
-        };
-        let mut values = [None; HOST_ONLY_KEYS.len()];
-        for (key, value) in HOST_ONLY_KEYS.iter().zip(values.iter_mut()) {
-            let Some(item) = server.remove(key) else {
-                continue;
-            };
-            match item.as_integer().and_then(|n| u64::try_from(n).ok()) {
-                Some(n) if n > 0 => *value = Some(n),
-                _ => {
-                    return Err(LoadError {
-                        path: format!("server.{key}"),
-                        reason: "must be a positive integer (seconds)".into(),
-                    });
-                }
-            }
-        }
-        let keys = HostKeys {
-            object_idle_timeout_s: values[0],
-            websocket_idle_timeout_s: values[1],
-        };
-        Ok((keys, doc.to_string()))
-    }
-}
 
 /// Where the active configuration text came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,13 +54,10 @@ impl From<ConfigError> for LoadError {
 pub struct Loaded {
     /// Where it came from.
     pub source: Source,
-    /// The text as written (`env:` references intact) less the host-only
-    /// keys; the guest gets this.
+    /// The text as written (`env:` references intact); the guest gets this.
     pub text: String,
     /// Parsed, with `env:` references as written.
     pub config: Config,
-    /// The host-only `[server]` keys.
-    pub host: HostKeys,
 }
 
 impl Loaded {
@@ -149,15 +91,15 @@ impl Loaded {
     /// Parses `text` and checks that every `env:` secret resolves from the
     /// host environment (values are checked, never kept or shown).
     pub fn from_text(source: Source, text: String) -> Result<Loaded, LoadError> {
-        let (host, text) = HostKeys::take(&text)?;
         let config = Config::parse(&text)?;
         let mut resolved = config.clone();
         resolved.resolve_secrets(&|name| std::env::var(name).ok())?;
+        // What only compiling the gateway finds (keys that do not parse).
+        edgegate_edge::Gateway::new(resolved)?;
         Ok(Loaded {
             source,
             text,
             config,
-            host,
         })
     }
 
@@ -200,19 +142,18 @@ pub struct ServeSettings {
     pub object_idle_timeout: Duration,
     /// WebSockets without traffic for this long are closed.
     pub websocket_idle_timeout: Duration,
+    /// Requests in flight get this long to finish at shutdown.
+    pub shutdown_grace: Duration,
 }
 
 impl ServeSettings {
-    /// Applies `args` over the configuration's `[server]` and the host-only
-    /// keys.
-    pub fn new(config: &Config, host: &HostKeys, args: &ServeArgs) -> ServeSettings {
+    /// Applies `args` over the configuration's `[server]`.
+    pub fn new(config: &Config, args: &ServeArgs) -> ServeSettings {
         let server = &config.server;
         let data_dir = args
             .data_dir
             .clone()
             .or_else(|| server.data_dir.as_ref().map(PathBuf::from));
-        let seconds =
-            |value: Option<u64>, default: u64| Duration::from_secs(value.unwrap_or(default));
         ServeSettings {
             listen: args.listen.clone().unwrap_or_else(|| server.listen.clone()),
             admin: args.admin.clone().unwrap_or_else(|| server.admin.clone()),
@@ -226,11 +167,9 @@ impl ServeSettings {
             objects_dir: data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
                 .join("objects"),
-            object_idle_timeout: seconds(host.object_idle_timeout_s, DEFAULT_OBJECT_IDLE_TIMEOUT_S),
-            websocket_idle_timeout: seconds(
-                host.websocket_idle_timeout_s,
-                DEFAULT_WEBSOCKET_IDLE_TIMEOUT_S,
-            ),
+            object_idle_timeout: Duration::from_secs(server.object_idle_timeout_s),
+            websocket_idle_timeout: Duration::from_secs(server.websocket_idle_timeout_s),
+            shutdown_grace: Duration::from_secs(server.shutdown_grace_s),
         }
     }
 }
@@ -275,7 +214,7 @@ mod tests {
             data_dir: Some("/tmp/x".into()),
             ..ServeArgs::default()
         };
-        let s = ServeSettings::new(&config, &HostKeys::default(), &args);
+        let s = ServeSettings::new(&config, &args);
         assert_eq!(s.listen, "127.0.0.1:1");
         assert_eq!(s.admin, "127.0.0.1:2");
         assert_eq!(s.cache_dir, Some(PathBuf::from("/tmp/x/cache")));
@@ -285,25 +224,26 @@ mod tests {
     }
 
     #[test]
-    fn host_only_keys_are_read_and_hidden_from_the_guest() {
-        let text = "# top\n[server]\nlisten = \"127.0.0.1:1\" # kept\nobject_idle_timeout_s = 1\nwebsocket_idle_timeout_s = 7\n";
+    fn idle_timeouts_come_from_server() {
+        let text = "[server]\nobject_idle_timeout_s = 1\nwebsocket_idle_timeout_s = 7\n";
         let loaded = Loaded::from_text(Source::Env, text.into()).unwrap();
-        assert_eq!(loaded.host.object_idle_timeout_s, Some(1));
-        assert_eq!(loaded.host.websocket_idle_timeout_s, Some(7));
-        assert!(!loaded.text.contains("idle_timeout"));
-        assert!(loaded.text.contains("listen = \"127.0.0.1:1\" # kept"));
-        let s = ServeSettings::new(&loaded.config, &loaded.host, &ServeArgs::default());
+        assert_eq!(loaded.text, text);
+        let s = ServeSettings::new(&loaded.config, &ServeArgs::default());
         assert_eq!(s.object_idle_timeout, Duration::from_secs(1));
         assert_eq!(s.websocket_idle_timeout, Duration::from_secs(7));
         assert_eq!(s.objects_dir, PathBuf::from("data/objects"));
-
         let err = Loaded::from_text(Source::Env, "[server]\nobject_idle_timeout_s = 0".into())
             .unwrap_err();
         assert_eq!(err.path, "server.object_idle_timeout_s");
-        let plain = "[server]\nlisten = \"127.0.0.1:1\"\n";
-        assert_eq!(
-            Loaded::from_text(Source::Env, plain.into()).unwrap().text,
-            plain
-        );
+    }
+
+    #[test]
+    fn keys_that_do_not_parse_are_refused_before_serving() {
+        let text = r#"
+            [auth.jwt]
+            keys = [{ alg = "ES256", pem = "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----" }]
+        "#;
+        let err = Loaded::from_text(Source::Env, text.into()).unwrap_err();
+        assert!(err.path.starts_with("auth.jwt.keys"), "{err}");
     }
 }

@@ -12,6 +12,17 @@ pub mod upstash_rest;
 
 use std::time::Duration;
 
+/// For [`Target::unavailable`]: `missing` is the reason a prerequisite is
+/// absent (or `None`). It becomes a skip, unless the environment variable
+/// `require` is `1` (CI sets it), where a missing prerequisite is a failure.
+pub fn skip_unless_required(require: &str, missing: Option<String>) -> Option<String> {
+    let missing = missing?;
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{require}=1 but {missing}");
+    }
+    Some(missing)
+}
+
 /// A way to run the gateway.
 pub trait Target {
     /// Short name for messages.

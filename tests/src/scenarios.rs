@@ -557,11 +557,14 @@ pub fn upstream_errors_pass_through(t: &dyn Target) {
         + "[[routes]]\nname = \"r\"\nmatch = { path_prefix = \"/\" }\nupstream = \"o\"\n";
     let gw = t.start(&config, &[]);
     let r = client().get(format!("{}/x", gw.base_url())).send().unwrap();
-    assert_eq!(r.status(), 500);
-    assert_eq!(r.headers()["content-type"], "text/html");
-    assert_eq!(r.headers()["x-origin"], "fixed");
-    assert!(r.headers().contains_key("x-request-id"));
-    assert_eq!(r.text().unwrap(), "<h1>origin broke</h1>");
+    let (status, headers) = (r.status(), r.headers().clone());
+    let body = r.text().unwrap();
+    let seen = format!("{status} {headers:?} {body}");
+    assert_eq!(status, 500, "{seen}");
+    assert_eq!(headers["content-type"], "text/html", "{seen}");
+    assert_eq!(headers["x-origin"], "fixed", "{seen}");
+    assert!(headers.contains_key("x-request-id"), "{seen}");
+    assert_eq!(body, "<h1>origin broke</h1>");
 }
 
 fn sha256_hex(data: &[u8]) -> String {

@@ -76,26 +76,36 @@ impl RedisServer {
             .map_err(|e| e.to_string())?
             .port();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let child = Command::new(REDIS_SERVER)
+        let child = Self::spawn(port, dir.path())?;
+        let mut server = RedisServer { child, port, dir };
+        server.wait_up()?;
+        Ok(server)
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> Result<Child, String> {
+        Command::new(REDIS_SERVER)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut server = RedisServer { child, port, dir };
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits until the server answers `PING`.
+    fn wait_up(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if server.ping() {
-                return Ok(server);
+            if self.ping() {
+                return Ok(());
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 let mut stderr = String::new();
-                if let Some(mut e) = server.child.stderr.take() {
+                if let Some(mut e) = self.child.stderr.take() {
                     let _ = e.read_to_string(&mut stderr);
                 }
                 return Err(format!("exited with {status}: {stderr}"));
@@ -116,6 +126,34 @@ impl RedisServer {
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut reply).is_ok()
             && &reply == b"+PONG\r\n"
+    }
+
+    /// Kills the server (as a crash would: no shutdown, no save).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new, empty server on the same port after [`kill`](Self::kill)
+    /// (clients reconnect to the address they know). Panics when it does not
+    /// come up within a few seconds.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The port may linger for a moment after the kill.
+            let started = Self::spawn(self.port, self.dir.path()).and_then(|child| {
+                self.child = child;
+                self.wait_up()
+            });
+            match started {
+                Ok(()) => return,
+                Err(why) if Instant::now() > deadline => {
+                    panic!("redis-server did not restart on port {}: {why}", self.port)
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// Its port.

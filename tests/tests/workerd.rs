@@ -54,19 +54,19 @@ impl Target for Workerd {
 
     fn unavailable(&self) -> Option<String> {
         let missing = if !self.wrangler().exists() {
-            format!("{} is missing (run `npm ci`)", self.wrangler().display())
+            Some(format!(
+                "{} is missing (run `npm ci`)",
+                self.wrangler().display()
+            ))
         } else if !self.built().exists() {
-            format!(
+            Some(format!(
                 "{} is missing (run `bash edge/worker/build.sh`)",
                 self.built().display()
-            )
+            ))
         } else {
-            return None;
+            None
         };
-        if std::env::var("EDGEGATE_REQUIRE_WORKERD").as_deref() == Ok("1") {
-            panic!("EDGEGATE_REQUIRE_WORKERD=1 but {missing}");
-        }
-        Some(missing)
+        edgegate_conformance::skip_unless_required("EDGEGATE_REQUIRE_WORKERD", missing)
     }
 
     fn supports_durable_objects(&self) -> bool {

@@ -114,6 +114,20 @@ impl Guest for Component {
         });
     }
 
+    fn peer_message(origin: String, message: String) {
+        with_instance(|i| match &i.object {
+            Object::RateLimiter(o) => block_on(o.peer_message(&i.state, &origin, &message)),
+            Object::Hub(o) => block_on(o.peer_message(&i.state, &origin, &message)),
+        });
+    }
+
+    fn peers_linked() {
+        with_instance(|i| match &i.object {
+            Object::RateLimiter(o) => block_on(o.peers_linked(&i.state)),
+            Object::Hub(o) => block_on(o.peers_linked(&i.state)),
+        });
+    }
+
     fn alarm() -> Result<(), String> {
         let result = with_instance(|i| match &i.object {
             Object::RateLimiter(o) => block_on(o.alarm(&i.state)),

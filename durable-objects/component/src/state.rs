@@ -4,7 +4,7 @@
 
 use edgegate_durable_objects::{Op, SocketError, State, Storage, StorageError, WebSocket};
 
-use crate::bindings::edgegate::durable_object::{alarms, storage, websockets};
+use crate::bindings::edgegate::durable_object::{alarms, peers, storage, websockets};
 
 /// Prefix of the host's error for oversized keys and values
 /// (`too large: <key>`).
@@ -59,6 +59,14 @@ impl State for HostState {
 
     fn set_auto_response(&self, request: &str, response: &str) {
         websockets::set_auto_response(request, response);
+    }
+
+    fn has_peers(&self) -> bool {
+        peers::enabled()
+    }
+
+    fn publish_to_peers(&self, message: &str) {
+        peers::publish(message);
     }
 }
 

@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use crate::algorithms::{Algorithm, Policy, TokenBucket, token_bucket};
 use crate::hub::attachment::{self, HEADER_LEN, Header, MAX_ATTACHMENT_BYTES, Meta};
+use crate::hub::peers::{Change, Peers};
 use crate::hub::protocol::ServerMessage;
 use crate::hub::upgrade::Identity;
 use crate::state::{State, WebSocket};
@@ -152,6 +153,8 @@ pub(crate) struct Index<W> {
     /// Accepted connections whose socket handle is not known yet.
     pending: Vec<u64>,
     next_cid: u64,
+    /// The same hub's users on other hosts.
+    pub peers: Peers,
 }
 
 impl<W: WebSocket> Index<W> {
@@ -165,6 +168,7 @@ impl<W: WebSocket> Index<W> {
             users: BTreeMap::new(),
             pending: Vec::new(),
             next_cid: now.saturating_mul(IDS_PER_MS),
+            peers: Peers::new(state.has_peers(), now),
         };
         for socket in state.get_websockets(None) {
             let Some((header, meta)) = socket.attachment().as_deref().and_then(attachment::decode)
@@ -362,13 +366,63 @@ impl<W: WebSocket> Index<W> {
         }
     }
 
-    /// Whether `user` has a connection.
+    /// Whether `user` has a connection here.
     pub(crate) fn has_user(&self, user: &str) -> bool {
         self.users.contains_key(user)
     }
 
-    /// Connected users, sorted.
+    /// Whether anyone is connected here.
+    pub(crate) fn has_users(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Users connected here or on another host, sorted.
     pub(crate) fn users(&self) -> Vec<&str> {
-        self.users.keys().map(|u| &**u).collect()
+        let mut users: Vec<&str> = self.users.keys().map(|u| &**u).collect();
+        if !self.peers.is_empty() {
+            users.extend(self.peers.users());
+            users.sort_unstable();
+            users.dedup();
+        }
+        users
+    }
+
+    /// `user`'s first connection here: the other hosts hear of it, and
+    /// local clients (but `except`) unless the user is connected elsewhere.
+    pub(crate) fn user_joined(&mut self, user: &str, except: Option<u64>) {
+        self.peers.joined(user);
+        if !self.peers.has_user(user) {
+            self.broadcast(&ServerMessage::Join { user }, except);
+        }
+    }
+
+    /// `user`'s last connection here went away.
+    pub(crate) fn user_left(&mut self, user: &str) {
+        self.peers.left(user);
+        if !self.peers.has_user(user) {
+            self.broadcast(&ServerMessage::Leave { user }, None);
+        }
+    }
+
+    /// Announces what changed on other hosts, for users not connected here.
+    pub(crate) fn apply(&self, changes: &[Change]) {
+        for change in changes {
+            match change {
+                Change::Joined(user) if !self.has_user(user) => {
+                    self.broadcast(&ServerMessage::Join { user }, None);
+                }
+                Change::Left(user) if !self.has_user(user) => {
+                    self.broadcast(&ServerMessage::Leave { user }, None);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends the local users to the other hosts; with `ask`, they answer
+    /// with theirs; `re` marks such an answer.
+    pub(crate) fn send_roster(&mut self, ask: bool, re: bool) {
+        let local: Vec<&str> = self.users.keys().map(|u| &**u).collect();
+        self.peers.roster(&local, ask, re);
     }
 }

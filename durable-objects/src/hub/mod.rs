@@ -11,10 +11,13 @@
 //!   `{"users":[…]}` (the edge authenticates services before forwarding).
 //!
 //! The client protocol is in [`protocol`]; connection parameters come from
-//! the headers in [`upgrade`].
+//! the headers in [`upgrade`]. Where the platform runs the same hub on
+//! several hosts, [`peers`] makes them one hub: publishes and presence
+//! cross hosts.
 
 mod attachment;
 mod index;
+pub mod peers;
 pub mod protocol;
 pub mod upgrade;
 
@@ -27,10 +30,11 @@ use serde_json::value::RawValue;
 
 use crate::object::{DurableObject, FetchOutcome, Request};
 use crate::response;
-use crate::state::{Message, State, WebSocket};
+use crate::state::{Message, State, StorageError, WebSocket};
 
 pub use attachment::MAX_ATTACHMENT_BYTES;
 use index::{Conn, Index, user_tag};
+use peers::{ANNOUNCE_MS, Incoming};
 use protocol::{ClientMessage, ErrorCode, PING, PONG, ServerMessage};
 pub use upgrade::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MESSAGES_PER_SECOND, MAX_MESSAGE_BYTES_HEADER,
@@ -82,6 +86,8 @@ pub struct Hub<W> {
     /// Built on the first event of this instance.
     index: RefCell<Option<Index<W>>>,
     auto_response_set: Cell<bool>,
+    /// Whether this instance scheduled the peers' heartbeat alarm.
+    alarm_set: Cell<bool>,
 }
 
 impl<W: WebSocket> Default for Hub<W> {
@@ -96,6 +102,7 @@ impl<W: WebSocket> Hub<W> {
         Self {
             index: RefCell::new(None),
             auto_response_set: Cell::new(false),
+            alarm_set: Cell::new(false),
         }
     }
 
@@ -108,12 +115,41 @@ impl<W: WebSocket> Hub<W> {
             state.set_auto_response(PING, PONG);
         }
         let mut index = RefMut::map(self.index.borrow_mut(), |slot| {
-            slot.get_or_insert_with(|| Index::rebuild(state))
+            slot.get_or_insert_with(|| {
+                let mut index = Index::rebuild(state);
+                // A new instance knows nothing of the other hosts: ask them.
+                if index.peers.enabled() {
+                    index.send_roster(true, false);
+                }
+                index
+            })
         });
         for user in index.resolve_pending(state, now_ms) {
-            index.broadcast(&ServerMessage::Leave { user: &user }, None);
+            index.user_left(&user);
         }
         index
+    }
+
+    /// Ends an event: the messages for the other hosts leave; `true` when
+    /// the heartbeat alarm is needed.
+    fn flush<S: State<Socket = W>>(state: &S, index: &mut Index<W>) -> bool {
+        for message in index.peers.take_outbox() {
+            state.publish_to_peers(&message);
+        }
+        index.peers.enabled() && (index.has_users() || !index.peers.is_empty())
+    }
+
+    /// Schedules the heartbeat alarm when it is `needed` and not set yet.
+    async fn schedule<S: State<Socket = W>>(&self, state: &S, needed: bool, now_ms: u64) {
+        if needed
+            && !self.alarm_set.get()
+            && state
+                .set_alarm(now_ms.saturating_add(ANNOUNCE_MS))
+                .await
+                .is_ok()
+        {
+            self.alarm_set.set(true);
+        }
     }
 
     fn connect(index: &mut Index<W>, request: &Request, now_ms: u64) -> FetchOutcome {
@@ -138,7 +174,7 @@ impl<W: WebSocket> Hub<W> {
         let user = conn.user.clone();
         if index.insert(conn) {
             // The new socket is not accepted yet, so this reaches the others.
-            index.broadcast(&ServerMessage::Join { user: &user }, Some(cid));
+            index.user_joined(&user, Some(cid));
         }
         FetchOutcome::AcceptWebSocket {
             tags: vec![user_tag(&user)],
@@ -146,7 +182,7 @@ impl<W: WebSocket> Hub<W> {
         }
     }
 
-    fn backend_publish(index: &Index<W>, body: &[u8]) -> http::Response<Vec<u8>> {
+    fn backend_publish(index: &mut Index<W>, body: &[u8]) -> http::Response<Vec<u8>> {
         let push: BackendPublish<'_> = match serde_json::from_slice(body) {
             Ok(push) => push,
             Err(e) => {
@@ -167,6 +203,7 @@ impl<W: WebSocket> Hub<W> {
         }
         .to_json();
         let delivered = index.deliver(&push.topic, &text);
+        index.peers.publish(&push.topic, &text);
         response::json(StatusCode::OK, &Delivered { delivered })
     }
 
@@ -186,7 +223,7 @@ impl<W: WebSocket> Hub<W> {
 
     fn depart(index: &mut Index<W>, cid: u64) {
         if let Some((user, true)) = index.remove(cid) {
-            index.broadcast(&ServerMessage::Leave { user: &user }, None);
+            index.user_left(&user);
         }
     }
 
@@ -263,6 +300,7 @@ impl<W: WebSocket> Hub<W> {
                     }
                     .to_json();
                     index.deliver(&topic, &text);
+                    index.peers.publish(&topic, &text);
                     id.map(|id| ServerMessage::Ack { id }.to_json())
                 }
             }
@@ -298,73 +336,145 @@ fn error(code: ErrorCode, id: Option<&RawValue>, message: &str) -> String {
 impl<S: State> DurableObject<S> for Hub<S::Socket> {
     async fn fetch(&self, state: &S, request: Request) -> FetchOutcome {
         let now = state.now_ms();
-        let mut index = self.enter(state, now);
-        if upgrade::is_upgrade(&request) {
-            return Self::connect(&mut index, &request, now);
-        }
-        let response = match (request.method(), request.uri().path()) {
-            (&Method::POST, "/publish") => Self::backend_publish(&index, request.body()),
-            (&Method::GET, "/presence") => {
-                let users = index.users().into_iter().map(String::from).collect();
-                response::json(StatusCode::OK, &Presence { users })
-            }
-            (_, "/publish" | "/presence") => {
-                response::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            }
-            _ => response::error(StatusCode::NOT_FOUND, "not found"),
+        let (outcome, alarm) = {
+            let mut index = self.enter(state, now);
+            let outcome = if upgrade::is_upgrade(&request) {
+                Self::connect(&mut index, &request, now)
+            } else {
+                FetchOutcome::Response(match (request.method(), request.uri().path()) {
+                    (&Method::POST, "/publish") => {
+                        Self::backend_publish(&mut index, request.body())
+                    }
+                    (&Method::GET, "/presence") => {
+                        let users = index.users().into_iter().map(String::from).collect();
+                        response::json(StatusCode::OK, &Presence { users })
+                    }
+                    (_, "/publish" | "/presence") => {
+                        response::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                    }
+                    _ => response::error(StatusCode::NOT_FOUND, "not found"),
+                })
+            };
+            (outcome, Self::flush(state, &mut index))
         };
-        FetchOutcome::Response(response)
+        self.schedule(state, alarm, now).await;
+        outcome
     }
 
     async fn websocket_message(&self, state: &S, socket: &S::Socket, message: Message) {
         let now = state.now_ms();
-        let mut index = self.enter(state, now);
-        let Some((cid, joined)) = index.identify(socket, now) else {
-            return;
+        let alarm = {
+            let mut index = self.enter(state, now);
+            let Some((cid, joined)) = index.identify(socket, now) else {
+                return;
+            };
+            if joined && let Some(conn) = index.get(cid) {
+                let user = conn.user.clone();
+                index.user_joined(&user, Some(cid));
+            }
+            match message {
+                Message::Binary(_) => Self::close(
+                    &mut index,
+                    cid,
+                    CLOSE_UNSUPPORTED,
+                    "binary frames are not supported",
+                ),
+                Message::Text(text) => Self::on_text(&mut index, cid, &text, now),
+            }
+            Self::flush(state, &mut index)
         };
-        if joined && let Some(conn) = index.get(cid) {
-            let user = conn.user.clone();
-            index.broadcast(&ServerMessage::Join { user: &user }, Some(cid));
-        }
-        match message {
-            Message::Binary(_) => Self::close(
-                &mut index,
-                cid,
-                CLOSE_UNSUPPORTED,
-                "binary frames are not supported",
-            ),
-            Message::Text(text) => Self::on_text(&mut index, cid, &text, now),
-        }
+        self.schedule(state, alarm, now).await;
     }
 
     async fn websocket_close(&self, state: &S, socket: &S::Socket, _code: u16, _reason: &str) {
         let now = state.now_ms();
-        let mut index = self.enter(state, now);
-        let Some(bytes) = socket.attachment() else {
-            return;
-        };
-        let Some(mut header) = attachment::Header::decode(&bytes) else {
-            return;
-        };
-        // A socket the hub closed itself, or a repeated event: already
-        // counted out.
-        if header.closed {
-            return;
-        }
-        header.closed = true;
-        let mut marked = header.encode().to_vec();
-        marked.extend_from_slice(&bytes[marked.len()..]);
-        let _ = socket.set_attachment(marked);
-
-        if index.get(header.cid).is_some() {
-            Self::depart(&mut index, header.cid);
-        } else if let Some((_, meta)) = attachment::decode(&bytes) {
-            // Rebuilt after eviction without this socket (the platform no
-            // longer lists closing sockets): its user left if no other
-            // socket of theirs is indexed.
-            if !index.has_user(&meta.user) {
-                index.broadcast(&ServerMessage::Leave { user: &meta.user }, None);
+        let alarm = {
+            let mut index = self.enter(state, now);
+            let Some(bytes) = socket.attachment() else {
+                return;
+            };
+            let Some(mut header) = attachment::Header::decode(&bytes) else {
+                return;
+            };
+            // A socket the hub closed itself, or a repeated event: already
+            // counted out.
+            if header.closed {
+                return;
             }
-        }
+            header.closed = true;
+            let mut marked = header.encode().to_vec();
+            marked.extend_from_slice(&bytes[marked.len()..]);
+            let _ = socket.set_attachment(marked);
+
+            if index.get(header.cid).is_some() {
+                Self::depart(&mut index, header.cid);
+            } else if let Some((_, meta)) = attachment::decode(&bytes) {
+                // Rebuilt after eviction without this socket (the platform no
+                // longer lists closing sockets): its user left if no other
+                // socket of theirs is indexed.
+                if !index.has_user(&meta.user) {
+                    index.user_left(&meta.user);
+                }
+            }
+            Self::flush(state, &mut index)
+        };
+        self.schedule(state, alarm, now).await;
+    }
+
+    /// The peers' heartbeat: hosts gone silent are forgotten, and this
+    /// host's users are announced again.
+    async fn alarm(&self, state: &S) -> Result<(), StorageError> {
+        let now = state.now_ms();
+        self.alarm_set.set(false);
+        let alarm = {
+            let mut index = self.enter(state, now);
+            if !index.peers.enabled() {
+                return Ok(());
+            }
+            let changes = index.peers.expire(now);
+            index.apply(&changes);
+            if index.has_users() {
+                index.send_roster(false, false);
+            }
+            Self::flush(state, &mut index)
+        };
+        self.schedule(state, alarm, now).await;
+        Ok(())
+    }
+
+    async fn peer_message(&self, state: &S, origin: &str, message: &str) {
+        let now = state.now_ms();
+        let alarm = {
+            let mut index = self.enter(state, now);
+            match index.peers.receive(origin, message, now) {
+                Some(Incoming::Message { topic, frame }) => {
+                    index.deliver(&topic, frame);
+                }
+                Some(Incoming::Presence { changes, reply }) => {
+                    index.apply(&changes);
+                    if reply {
+                        index.send_roster(false, true);
+                    }
+                }
+                None => {}
+            }
+            Self::flush(state, &mut index)
+        };
+        self.schedule(state, alarm, now).await;
+    }
+
+    async fn peers_linked(&self, state: &S) {
+        let now = state.now_ms();
+        // A new instance asks when it is built.
+        let known = self.index.borrow().is_some();
+        let alarm = {
+            let mut index = self.enter(state, now);
+            index.peers.relinked();
+            if known {
+                index.send_roster(true, false);
+            }
+            Self::flush(state, &mut index)
+        };
+        self.schedule(state, alarm, now).await;
     }
 }

@@ -11,6 +11,8 @@ use jwt_compact::{Algorithm, AlgorithmSignature};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value};
 
+use crate::pkcs1::{Hash, Pkcs1Key};
+
 /// RFC 7518 §3.3: RSA keys below 2048 bits must not be used.
 const MIN_RSA_BITS: usize = 2048;
 
@@ -69,6 +71,16 @@ impl Alg {
         matches!(self, Alg::Hs256 | Alg::Hs384 | Alg::Hs512)
     }
 
+    /// The hash of an RSASSA-PKCS1-v1_5 algorithm (RS*).
+    fn pkcs1_hash(self) -> Option<Hash> {
+        match self {
+            Alg::Rs256 => Some(Hash::Sha256),
+            Alg::Rs384 => Some(Hash::Sha384),
+            Alg::Rs512 => Some(Hash::Sha512),
+            _ => None,
+        }
+    }
+
     fn rsa(self) -> Option<Rsa> {
         Some(match self {
             Alg::Rs256 => Rsa::rs256(),
@@ -86,7 +98,8 @@ enum Material {
     Hs256(Hs256Key),
     Hs384(Hs384Key),
     Hs512(Hs512Key),
-    Rsa(Rsa, Box<RsaPublicKey>),
+    /// With the key prepared for the fast RS* path, when it fits it.
+    Rsa(Rsa, Box<RsaPublicKey>, Option<Box<Pkcs1Key>>),
     Es256(p256::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
 }
@@ -105,7 +118,10 @@ impl Key {
             Material::Hs256(k) => check(&Hs256, k, message, signature),
             Material::Hs384(k) => check(&Hs384, k, message, signature),
             Material::Hs512(k) => check(&Hs512, k, message, signature),
-            Material::Rsa(alg, k) => check(alg, k, message, signature),
+            Material::Rsa(alg, k, fast) => match (fast, self.alg.pkcs1_hash()) {
+                (Some(fast), Some(hash)) => fast.verify(hash, message, signature),
+                _ => check(alg, k, message, signature),
+            },
             Material::Es256(k) => check(&Es256, k, message, signature),
             Material::Ed25519(k) => check(&Ed25519, k, message, signature),
         }
@@ -284,7 +300,8 @@ fn rsa_material(alg: Rsa, key: RsaPublicKey) -> Result<Material, String> {
             "RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
         ));
     }
-    Ok(Material::Rsa(alg, Box::new(key)))
+    let fast = Pkcs1Key::new(&key.n().to_bytes_be(), &key.e().to_bytes_be()).map(Box::new);
+    Ok(Material::Rsa(alg, Box::new(key), fast))
 }
 
 /// Length-checks before handing bytes to jwt-compact: its HMAC signature

@@ -12,6 +12,7 @@ mod claims;
 mod error;
 mod jwt;
 mod keys;
+mod pkcs1;
 
 pub use apikey::{ApiKeys, sha256_hex};
 pub use error::{JwtError, KeyError};

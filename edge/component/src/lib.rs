@@ -1,26 +1,29 @@
 //! The edge function as a WASIp2 `wasi:http/incoming-handler` component:
-//! a thin adapter from WASI HTTP (through `wstd`) to [`edgegate_edge`].
+//! a thin adapter from WASI HTTP to [`edgegate_edge`] (`transport` does the
+//! HTTP plumbing, `wstd` the async runtime, clocks and random).
 //!
 //! Configuration comes from the `EDGEGATE_CONFIG` environment variable (TOML
 //! text), else the bundled `gateway.toml`; it is parsed once per instance,
 //! so hosts that reuse instances (`edgegate serve`) pay for it once.
 #![cfg(target_arch = "wasm32")]
 
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod transport;
+
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use edgegate_edge::config::{CONFIG_VAR, Config, DEFAULT_CONFIG};
 use edgegate_edge::{ClientInfo, EdgeBody, FetchError, FetchOptions, Gateway, Platform};
-use http_body::Frame;
-use wstd::http::error::ErrorCode;
-use wstd::http::{Body, Client, Request, Response};
+use transport::Failure;
+pub use transport::WasiBody;
+use wasip2::http::types::{ErrorCode, IncomingRequest, ResponseOutparam};
 
 /// Header through which Spin and `edgegate serve` pass the peer address.
 const CLIENT_ADDR: &str = "spin-client-addr";
+/// Targets `edgegate serve`'s active health checks found unhealthy.
+const UNHEALTHY_TARGETS: &str = "edgegate-unhealthy-targets";
 
 /// Durable Objects are addressed as `http://<class>.do.edgegate.internal/…`.
 const DO_AUTHORITY_SUFFIX: &str = "do.edgegate.internal";
@@ -48,17 +51,37 @@ fn gateway() -> &'static Result<Gateway, String> {
     })
 }
 
-#[wstd::http_server]
-async fn main(mut request: Request<Body>) -> wstd::http::Result<Response<WasiBody>> {
+struct Server;
+
+impl wasip2::exports::http::incoming_handler::Guest for Server {
+    fn handle(request: IncomingRequest, outparam: ResponseOutparam) {
+        wstd::runtime::block_on(async move {
+            match transport::request_from_wasi(request) {
+                Ok(request) => transport::respond(outparam, serve(request).await).await,
+                Err(why) => transport::fail(outparam, why),
+            }
+        })
+    }
+}
+
+wasip2::http::proxy::export!(Server with_types_in wasip2);
+
+async fn serve(mut request: http::Request<WasiBody>) -> http::Response<WasiBody> {
     let client = ClientInfo {
         ip: request
             .headers_mut()
             .remove(CLIENT_ADDR)
             .and_then(|v| v.to_str().ok().map(peer_ip)),
         scheme: request.uri().scheme_str().map(str::to_string),
+        // Only a host that runs health checks may name unhealthy targets;
+        // elsewhere the header is a client's and is dropped.
+        unhealthy_targets: request
+            .headers_mut()
+            .remove(UNHEALTHY_TARGETS)
+            .filter(|_| host_feature("health-checks"))
+            .and_then(|v| v.to_str().ok().map(str::to_string)),
     };
-    let request = request.map(WasiBody);
-    Ok(match gateway() {
+    match gateway() {
         Ok(gateway) => gateway.handle(&Wasi, request, &client).await,
         Err(e) => Gateway::problem(
             500,
@@ -66,7 +89,7 @@ async fn main(mut request: Request<Body>) -> wstd::http::Result<Response<WasiBod
             &format!("configuration error: {e}"),
             "-",
         ),
-    })
+    }
 }
 
 /// `ip:port` or `[v6]:port` → ip.
@@ -82,65 +105,21 @@ fn peer_ip(addr: &str) -> String {
 /// The component's platform: WASI HTTP, clocks and random.
 struct Wasi;
 
-/// A WASI HTTP body as the gateway sees it.
-pub struct WasiBody(Body);
-
-impl From<WasiBody> for Body {
-    fn from(b: WasiBody) -> Body {
-        b.0
-    }
-}
-
 impl EdgeBody for WasiBody {
     fn from_bytes(bytes: Bytes) -> Self {
-        WasiBody(Body::from(bytes))
+        WasiBody::full(bytes)
+    }
+
+    fn empty() -> Self {
+        WasiBody::empty()
     }
 
     fn limit(self, max: u64, exceeded: Arc<AtomicBool>) -> Self {
-        WasiBody(Body::from_http_body(Limited {
-            inner: self.0.into_boxed_body(),
-            remaining: max,
-            exceeded,
-        }))
+        self.limited(max, exceeded)
     }
 
-    async fn read_to_end(mut self, max: usize) -> Result<Bytes, String> {
-        let bytes = self.0.bytes_contents().await.map_err(|e| e.to_string())?;
-        if bytes.len() > max {
-            return Err(format!("body larger than {max} bytes"));
-        }
-        Ok(bytes)
-    }
-}
-
-/// Fails the stream once more than `remaining` bytes went through.
-struct Limited<B> {
-    inner: B,
-    remaining: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl<B> http_body::Body for Limited<B>
-where
-    B: http_body::Body<Data = Bytes, Error = anyhow::Error> + Unpin,
-{
-    type Data = Bytes;
-    type Error = anyhow::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, anyhow::Error>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref())) {
-            let len = data.map_or(0, |d| d.len() as u64);
-            if len > self.remaining {
-                self.exceeded.store(true, Ordering::Relaxed);
-                return Poll::Ready(Some(Err(anyhow::anyhow!("request body too large"))));
-            }
-            self.remaining -= len;
-        }
-        Poll::Ready(frame)
+    async fn read_to_end(self, max: usize) -> Result<Bytes, String> {
+        WasiBody::read_to_end(self, max).await
     }
 }
 
@@ -152,14 +131,12 @@ impl Platform for Wasi {
         request: http::Request<WasiBody>,
         options: FetchOptions,
     ) -> Result<http::Response<WasiBody>, FetchError> {
-        let mut client = Client::new();
-        client.set_connect_timeout(options.connect_timeout);
-        client.set_first_byte_timeout(options.timeout);
-        client.set_between_bytes_timeout(options.timeout);
-        match client.send(request.map(|b| b.0)).await {
-            Ok(response) => Ok(response.map(WasiBody)),
-            Err(e) => Err(classify(&e)),
-        }
+        let timeouts = transport::Timeouts {
+            connect: options.connect_timeout,
+            first_byte: options.timeout,
+            between_bytes: options.timeout,
+        };
+        transport::send(request, timeouts).await.map_err(classify)
     }
 
     async fn durable_object(
@@ -189,7 +166,18 @@ impl Platform for Wasi {
     fn has_durable_objects(&self) -> bool {
         // `edgegate serve` runs objects and says so; Spin and `wasmtime
         // serve` do not.
-        std::env::var(HOST_FEATURES).is_ok_and(|f| f.split(',').any(|f| f == "durable-objects"))
+        host_feature("durable-objects")
+    }
+
+    fn has_redis(&self) -> bool {
+        // `edgegate serve` with a `[redis]` section runs the commands sent
+        // to `REDIS_AUTHORITY` on its own Redis connection.
+        host_feature("redis")
+    }
+
+    fn wants_access_records(&self) -> bool {
+        // `edgegate serve` turns them into metrics and trace spans.
+        host_feature("access-records")
     }
 
     async fn sleep(&self, duration: Duration) {
@@ -219,22 +207,32 @@ impl Platform for Wasi {
     }
 }
 
-fn classify(e: &anyhow::Error) -> FetchError {
-    match e.downcast_ref::<ErrorCode>() {
-        Some(ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout) => {
-            FetchError::Timeout
+/// Whether the host lists `feature` in `EDGEGATE_HOST_FEATURES` (read once:
+/// the environment of an instance does not change).
+fn host_feature(feature: &str) -> bool {
+    static FEATURES: OnceLock<Option<String>> = OnceLock::new();
+    FEATURES
+        .get_or_init(|| std::env::var(HOST_FEATURES).ok())
+        .as_deref()
+        .is_some_and(|f| f.split(',').any(|f| f == feature))
+}
+
+fn classify(failure: Failure) -> FetchError {
+    let code = match &failure {
+        Failure::Code(code) => code,
+        Failure::Other(why) => return FetchError::Other(why.clone()),
+    };
+    match code {
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout => FetchError::Timeout,
+        ErrorCode::ConnectionRefused
+        | ErrorCode::DestinationNotFound
+        | ErrorCode::DestinationUnavailable
+        | ErrorCode::DestinationIpUnroutable
+        | ErrorCode::DnsError(_)
+        | ErrorCode::DnsTimeout => FetchError::Connect(failure.to_string()),
+        ErrorCode::ConnectionTerminated | ErrorCode::HttpResponseIncomplete => {
+            FetchError::Reset(failure.to_string())
         }
-        Some(
-            ErrorCode::ConnectionRefused
-            | ErrorCode::DestinationNotFound
-            | ErrorCode::DestinationUnavailable
-            | ErrorCode::DestinationIpUnroutable
-            | ErrorCode::DnsError(_)
-            | ErrorCode::DnsTimeout,
-        ) => FetchError::Connect(e.to_string()),
-        Some(ErrorCode::ConnectionTerminated | ErrorCode::HttpResponseIncomplete) => {
-            FetchError::Reset(e.to_string())
-        }
-        _ => FetchError::Other(e.to_string()),
+        _ => FetchError::Other(failure.to_string()),
     }
 }

@@ -61,6 +61,32 @@ pub struct Server {
     pub object_idle_timeout_s: u64,
     /// Seconds a WebSocket may stay silent before it is pinged and closed.
     pub websocket_idle_timeout_s: u64,
+    /// Seconds requests in flight get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_s: u64,
+    /// Export trace spans over OTLP/HTTP.
+    pub otlp: Option<Otlp>,
+}
+
+/// `[server.otlp]`: where `edgegate serve` sends trace spans.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Otlp {
+    /// OTLP/HTTP collector base URL (`http://127.0.0.1:4318`); spans go to
+    /// `<endpoint>/v1/traces` as JSON.
+    pub endpoint: String,
+    /// `service.name` of the exported resource.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Time one export may take.
+    #[serde(default = "default_otlp_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_service_name() -> String {
+    "edgegate".into()
+}
+fn default_otlp_timeout_ms() -> u64 {
+    2_000
 }
 
 impl Default for Server {
@@ -74,6 +100,8 @@ impl Default for Server {
             instance_max_requests: 10_000,
             object_idle_timeout_s: 30,
             websocket_idle_timeout_s: 300,
+            shutdown_grace_s: 10,
+            otlp: None,
         }
     }
 }
@@ -136,6 +164,43 @@ pub struct Upstream {
     /// First ejection of a failing target; doubles while it keeps failing.
     #[serde(default = "default_ejection_ms")]
     pub ejection_ms: u64,
+    /// Active health checks (`edgegate serve` only; other targets rely on
+    /// the circuit breaker).
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// `[[upstreams]] health_check`: probes each target in the background.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Path requested with `GET` on each target; 2xx and 3xx are healthy.
+    pub path: String,
+    /// Time between probes of one target.
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    /// Time one probe may take.
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive successes that bring an unhealthy target back.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take a target out.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+}
+
+fn default_health_interval_ms() -> u64 {
+    5_000
+}
+fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+fn default_healthy_threshold() -> u32 {
+    2
+}
+fn default_unhealthy_threshold() -> u32 {
+    3
 }
 
 fn default_max_failures() -> u32 {
@@ -418,12 +483,37 @@ fn default_upstash_timeout_ms() -> u64 {
     1_000
 }
 
-/// `[redis]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[redis]`: the Redis that several `edgegate serve` processes share for
+/// `backend = "redis"` counters and WebSocket hub fan-out.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
-    /// `redis://host:port`.
+    /// `redis://[user:password@]host:port[/db]`, or `env:NAME`. Only the host
+    /// reads it; the edge never connects to Redis itself.
     pub url: String,
+    /// Time one rate-limit check may take before the policy's `on_failure`
+    /// applies.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+// The URL may carry a password: debug output shows only where it comes from.
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = if self.url.starts_with("env:") {
+            self.url.as_str()
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("Redis")
+            .field("url", &url)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    1_000
 }
 
 /// Route authentication requirement.

@@ -291,3 +291,72 @@ upstash = { url = "https://own.upstash.io:8443", token = "t" }
         ["http://127.0.0.1:9001"]
     );
 }
+
+#[test]
+fn redis_section_takes_a_url_or_env_and_a_timeout() {
+    let policy = "[[rate_limits]]\nname = \"p\"\nalgorithm = \"gcra\"\nkey = \"ip\"\nlimit = 1\nperiod_s = 1\nbackend = \"redis\"\n";
+    let e = err(policy);
+    assert_eq!(e.path, "rate_limits[0].backend");
+    let c = Config::parse(&format!(
+        "{policy}[redis]\nurl = \"redis://127.0.0.1:6379\"\n"
+    ))
+    .unwrap();
+    let redis = c.redis.unwrap();
+    assert_eq!(redis.timeout_ms, 1000);
+    let secret = Config::parse(&format!(
+        "{policy}[redis]\nurl = \"redis://:hunter2@127.0.0.1:6379\"\n"
+    ))
+    .unwrap();
+    assert!(!format!("{secret:?}").contains("hunter2"));
+    Config::parse(&format!(
+        "{policy}[redis]\nurl = \"env:REDIS_URL\"\ntimeout_ms = 50\n"
+    ))
+    .unwrap();
+    let e = err(&format!("{policy}[redis]\nurl = \"http://x\"\n"));
+    assert_eq!(e.path, "redis.url");
+    let e = err(&format!(
+        "{policy}[redis]\nurl = \"redis://x\"\ntimeout_ms = 0\n"
+    ));
+    assert_eq!(e.path, "redis.timeout_ms");
+    // The same scripts as upstash: the same bound.
+    let e = err(&format!(
+        "{}[redis]\nurl = \"redis://x\"\n",
+        policy.replace("limit = 1\n", "limit = 10000000000000\n")
+    ));
+    assert_eq!(e.path, "rate_limits[0].limit");
+}
+
+#[test]
+fn health_check_and_otlp_are_checked() {
+    let with_check = |check: &str| {
+        format!(
+            "[[upstreams]]\nname = \"u\"\ntargets = [{{ url = \"http://127.0.0.1:9\" }}]\nhealth_check = {check}\n"
+        )
+    };
+    let c = Config::parse(&with_check("{ path = \"/healthz\" }")).unwrap();
+    let check = c.upstreams[0].health_check.as_ref().unwrap();
+    assert_eq!(
+        (
+            check.interval_ms,
+            check.healthy_threshold,
+            check.unhealthy_threshold
+        ),
+        (5_000, 2, 3)
+    );
+    let e = err(&with_check("{ path = \"healthz\" }"));
+    assert_eq!(e.path, "upstreams[0].health_check.path", "{e}");
+    let e = err(&with_check("{ path = \"/h\", unhealthy_threshold = 0 }"));
+    assert_eq!(
+        e.path, "upstreams[0].health_check.unhealthy_threshold",
+        "{e}"
+    );
+    let e = err(&format!(
+        "{MIN}[server.otlp]\nendpoint = \"grpc://127.0.0.1:4317\"\n"
+    ));
+    assert_eq!(e.path, "server.otlp.endpoint", "{e}");
+    let c = Config::parse(&format!(
+        "{MIN}[server.otlp]\nendpoint = \"http://127.0.0.1:4318\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.server.otlp.unwrap().service_name, "edgegate");
+}

@@ -42,6 +42,15 @@ pub(crate) fn validate(config: &Config) -> Result {
         "server.instance_max_requests",
         config.server.instance_max_requests,
     )?;
+    if let Some(otlp) = &config.server.otlp {
+        if !otlp.endpoint.starts_with("http://") {
+            return Err(ConfigError::new(
+                "server.otlp.endpoint",
+                "must be an http:// URL (an OTLP/HTTP collector, e.g. http://127.0.0.1:4318)",
+            ));
+        }
+        positive("server.otlp.timeout_ms", otlp.timeout_ms)?;
+    }
     for (name, value) in &config.gateway.security_headers {
         let path = format!("gateway.security_headers.{name}");
         check_header_name(&path, name)?;
@@ -80,6 +89,22 @@ pub(crate) fn validate(config: &Config) -> Result {
                 format!("{p}.retries"),
                 "must be at most 10",
             ));
+        }
+        if let Some(check) = &u.health_check {
+            let p = format!("{p}.health_check");
+            if !check.path.starts_with('/') {
+                return Err(ConfigError::new(format!("{p}.path"), "must start with /"));
+            }
+            positive(&format!("{p}.interval_ms"), check.interval_ms)?;
+            positive(&format!("{p}.timeout_ms"), check.timeout_ms)?;
+            positive(
+                &format!("{p}.healthy_threshold"),
+                check.healthy_threshold.into(),
+            )?;
+            positive(
+                &format!("{p}.unhealthy_threshold"),
+                check.unhealthy_threshold.into(),
+            )?;
         }
     }
 
@@ -191,7 +216,7 @@ pub(crate) fn validate(config: &Config) -> Result {
             }
             check_upstash(&format!("{p}.upstash"), u)?;
         }
-        if r.backend == crate::Backend::Upstash {
+        if matches!(r.backend, crate::Backend::Upstash | crate::Backend::Redis) {
             check_upstash_exact(&p, r)?;
         }
         if r.backend == crate::Backend::Redis && config.redis.is_none() {
@@ -204,10 +229,14 @@ pub(crate) fn validate(config: &Config) -> Result {
     if let Some(u) = &config.upstash {
         check_upstash("upstash", u)?;
     }
-    if let Some(redis) = &config.redis
-        && !redis.url.starts_with("redis://")
-    {
-        return Err(ConfigError::new("redis.url", "must start with redis://"));
+    if let Some(redis) = &config.redis {
+        if !(redis.url.starts_with("redis://") || redis.url.starts_with("env:")) {
+            return Err(ConfigError::new(
+                "redis.url",
+                "must start with redis:// (or be env:NAME)",
+            ));
+        }
+        positive("redis.timeout_ms", redis.timeout_ms)?;
     }
 
     if let Some(cors) = &config.cors {
@@ -432,8 +461,8 @@ fn check_upstash_exact(p: &str, r: &crate::RateLimit) -> Result {
         return Err(ConfigError::new(
             format!("{p}.limit"),
             format!(
-                "backend \"upstash\" counts exactly only while max(limit, burst) × period_s × 1000 \
-                 is at most 2^51 ({UPSTASH_MAX_LIMIT_PERIOD_MS}); this policy needs {product}"
+                "backends \"upstash\" and \"redis\" count exactly only while max(limit, burst) × \
+                 period_s × 1000 is at most 2^51 ({UPSTASH_MAX_LIMIT_PERIOD_MS}); this policy needs {product}"
             ),
         ));
     }

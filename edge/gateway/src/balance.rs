@@ -31,6 +31,18 @@ struct State {
     fresh: bool,
 }
 
+/// The targets of `upstream` listed in a host's unhealthy-targets value:
+/// `name=i,j;other=k` (target indexes as configured).
+pub fn unhealthy_targets(list: Option<&str>, upstream: &str) -> Vec<usize> {
+    list.into_iter()
+        .flat_map(|l| l.split(';'))
+        .filter_map(|entry| entry.trim().split_once('='))
+        .filter(|(name, _)| *name == upstream)
+        .flat_map(|(_, indexes)| indexes.split(','))
+        .filter_map(|i| i.trim().parse().ok())
+        .collect()
+}
+
 /// Balancer over the targets of one upstream.
 #[derive(Debug)]
 pub struct Balancer {
@@ -55,14 +67,22 @@ impl Balancer {
         }
     }
 
-    /// Picks the next target: not one in `exclude` and not an ejected one
+    /// Picks the next target: not one in `exclude`, and neither an ejected
+    /// one nor one in `unhealthy` (failing the host's active health checks)
     /// while any other is left. `seed` is asked for once, on the first pick:
     /// hosts that create an instance per request (Spin, `wasmtime serve`)
     /// would otherwise send everything to the first target.
-    pub fn pick(&self, exclude: &[usize], now_ms: u64, seed: impl FnOnce() -> u64) -> usize {
+    pub fn pick(
+        &self,
+        exclude: &[usize],
+        unhealthy: &[usize],
+        now_ms: u64,
+        seed: impl FnOnce() -> u64,
+    ) -> usize {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let usable = |state: &State, i: usize, skip_open: bool| {
-            let ejected = skip_open && state.health[i].open_until_ms > now_ms;
+            let ejected =
+                skip_open && (state.health[i].open_until_ms > now_ms || unhealthy.contains(&i));
             !exclude.contains(&i) && !ejected
         };
         // Prefer closed circuits; then anything not yet tried; then anything.
@@ -147,7 +167,7 @@ mod tests {
     #[test]
     fn picks_follow_weights_smoothly() {
         let b = Balancer::new([5, 1, 1], OFF);
-        let picks: Vec<usize> = (0..7).map(|_| b.pick(&[], 0, || 0)).collect();
+        let picks: Vec<usize> = (0..7).map(|_| b.pick(&[], &[], 0, || 0)).collect();
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
     }
 
@@ -155,7 +175,7 @@ mod tests {
     fn a_fresh_balancer_starts_at_a_weighted_random_target() {
         // Seeds 0..7 over weights [5, 1, 1]: 0–4 → first, 5 → second, 6 → third.
         let firsts: Vec<usize> = (0..7)
-            .map(|seed| Balancer::new([5, 1, 1], OFF).pick(&[], 0, || seed))
+            .map(|seed| Balancer::new([5, 1, 1], OFF).pick(&[], &[], 0, || seed))
             .collect();
         assert_eq!(firsts, vec![0, 0, 0, 0, 0, 1, 2]);
     }
@@ -164,10 +184,10 @@ mod tests {
     fn excluded_target_is_skipped_while_others_remain() {
         let b = Balancer::new([1, 1], OFF);
         for _ in 0..4 {
-            assert_eq!(b.pick(&[0], 0, || 0), 1);
+            assert_eq!(b.pick(&[0], &[], 0, || 0), 1);
         }
         let single = Balancer::new([1], OFF);
-        assert_eq!(single.pick(&[0], 0, || 0), 0);
+        assert_eq!(single.pick(&[0], &[], 0, || 0), 0);
     }
 
     #[test]
@@ -178,12 +198,12 @@ mod tests {
         }
         assert!(b.is_open(0, 999));
         assert!(
-            (0..6).all(|_| b.pick(&[], 500, || 0) == 1),
+            (0..6).all(|_| b.pick(&[], &[], 500, || 0) == 1),
             "open circuit is avoided"
         );
         // Half-open after the ejection: picked again; one failure re-opens
         // for twice as long.
-        assert!((0..2).any(|_| b.pick(&[], 1_000, || 0) == 0));
+        assert!((0..2).any(|_| b.pick(&[], &[], 1_000, || 0) == 0));
         b.report(0, false, 1_000);
         assert!(b.is_open(0, 2_999) && !b.is_open(0, 3_000));
         // A success closes it for good.
@@ -200,7 +220,19 @@ mod tests {
                 b.report(t, false, 0);
             }
         }
-        let picks: Vec<usize> = (0..4).map(|_| b.pick(&[], 10, || 0)).collect();
+        let picks: Vec<usize> = (0..4).map(|_| b.pick(&[], &[], 10, || 0)).collect();
         assert!(picks.contains(&0) && picks.contains(&1));
+    }
+
+    #[test]
+    fn unhealthy_targets_are_avoided_while_others_are_left() {
+        let list = Some("other=0;users=0,2");
+        assert_eq!(unhealthy_targets(list, "users"), vec![0, 2]);
+        assert_eq!(unhealthy_targets(list, "none"), Vec::<usize>::new());
+        let b = Balancer::new([1, 1, 1], OFF);
+        assert!((0..6).all(|_| b.pick(&[], &[0, 2], 0, || 0) == 1));
+        // All unhealthy: traffic still flows rather than failing everything.
+        let picks: Vec<usize> = (0..3).map(|_| b.pick(&[], &[0, 1, 2], 0, || 0)).collect();
+        assert_eq!(picks.len(), 3);
     }
 }

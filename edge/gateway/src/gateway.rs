@@ -14,7 +14,7 @@ use edgegate_problem::Problem;
 use edgegate_router::{Match, RouteMatch, Router};
 
 use crate::access::{Line, Trace};
-use crate::balance::{Balancer, Breaker};
+use crate::balance::{self, Balancer, Breaker};
 use crate::cors::{Cors, Preflight};
 use crate::headers;
 use crate::hub;
@@ -61,6 +61,8 @@ struct TargetUrl {
 pub(crate) struct Reject {
     problem: Problem,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Why authentication failed (metrics: JWT failures by reason).
+    auth_failure: Option<&'static str>,
 }
 
 impl Reject {
@@ -68,6 +70,7 @@ impl Reject {
         Reject {
             problem: Problem::new(status, code, detail),
             headers: Vec::new(),
+            auth_failure: None,
         }
     }
 
@@ -140,7 +143,8 @@ impl Gateway {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                CompiledPolicy::new(p).map_err(|e| ConfigError::new(format!("rate_limits[{i}]"), e))
+                CompiledPolicy::new(p, config.redis.as_ref())
+                    .map_err(|e| ConfigError::new(format!("rate_limits[{i}]"), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let routes = config
@@ -215,10 +219,7 @@ impl Gateway {
             }
         };
         let started = platform.monotonic_ns();
-        let logged = self
-            .config
-            .gateway
-            .access_log
+        let logged = (self.config.gateway.access_log || platform.wants_access_records())
             .then(|| (request.method().clone(), request.uri().path().to_string()));
         let mut trace = Trace::default();
         let mut response = match self
@@ -228,6 +229,7 @@ impl Gateway {
             Ok(r) => r,
             Err(reject) => {
                 trace.error = Some(reject.problem.code);
+                trace.auth_failure = reject.auth_failure;
                 problem_response(reject, &request_id)
             }
         };
@@ -346,6 +348,7 @@ impl Gateway {
             .await
             .unwrap_or_else(|reject| {
                 trace.error = Some(reject.problem.code);
+                trace.auth_failure = reject.auth_failure;
                 problem_response(reject, request_id)
             });
         if let Some(cors) = &compiled.cors {
@@ -488,10 +491,11 @@ impl Gateway {
         let mut trace_id = [0u8; 16];
         platform.fill_random(&mut span);
         platform.fill_random(&mut trace_id);
-        let tp = headers::traceparent(header_str(&h, "traceparent"), span, trace_id);
-        if let Ok(v) = HeaderValue::from_str(&tp) {
+        let context = headers::TraceContext::new(header_str(&h, "traceparent"), span, trace_id);
+        if let Ok(v) = HeaderValue::from_str(&context.header()) {
             h.insert("traceparent", v);
         }
+        trace.context = Some(context);
         headers::set_forwarded(
             &mut h,
             client.ip.as_deref(),
@@ -534,6 +538,10 @@ impl Gateway {
             timeout: compiled.timeout.unwrap_or(upstream.timeout),
         };
 
+        let unhealthy = balance::unhealthy_targets(
+            client.unhealthy_targets.as_deref(),
+            &self.config.upstreams[upstream_index].name,
+        );
         let mut tried = Vec::new();
         let mut last_error = FetchError::Other("no attempt".into());
         for attempt in 0..attempts {
@@ -542,7 +550,7 @@ impl Gateway {
                 platform.sleep(backoff).await;
             }
             let now_ms = platform.now_unix_ms();
-            let target_index = upstream.balancer.pick(&tried, now_ms, || {
+            let target_index = upstream.balancer.pick(&tried, &unhealthy, now_ms, || {
                 let mut seed = [0u8; 8];
                 platform.fill_random(&mut seed);
                 u64::from_le_bytes(seed)
@@ -630,27 +638,47 @@ impl Gateway {
         };
         if use_jwt {
             let Some(verifier) = &self.jwt else {
-                return Err(unauthorized(mode, None, "no JWT keys are configured"));
+                return Err(unauthorized(
+                    mode,
+                    "no_keys",
+                    None,
+                    "no JWT keys are configured",
+                ));
             };
             let Some(token) = token else {
-                return Err(unauthorized(mode, None, "a bearer token is required"));
+                return Err(unauthorized(
+                    mode,
+                    "missing_token",
+                    None,
+                    "a bearer token is required",
+                ));
             };
             let now = (platform.now_unix_ms() / 1000) as i64;
             return verifier
                 .verify(&token, now, &PlatformJwks(platform))
                 .await
                 .map(Some)
-                .map_err(|e| unauthorized(mode, Some(&e), &e.description()));
+                .map_err(|e| unauthorized(mode, e.reason(), Some(&e), &e.description()));
         }
         let Some(keys) = &self.api_keys else {
-            return Err(unauthorized(mode, None, "no API keys are configured"));
+            return Err(unauthorized(
+                mode,
+                "no_keys",
+                None,
+                "no API keys are configured",
+            ));
         };
         let Some(key) = api_key else {
-            return Err(unauthorized(mode, None, "an API key is required"));
+            return Err(unauthorized(
+                mode,
+                "missing_api_key",
+                None,
+                "an API key is required",
+            ));
         };
         keys.authenticate(key)
             .map(Some)
-            .ok_or_else(|| unauthorized(mode, None, "the API key is not valid"))
+            .ok_or_else(|| unauthorized(mode, "invalid_api_key", None, "the API key is not valid"))
     }
 
     /// A bearer token from `Authorization`, else the configured cookie or
@@ -731,7 +759,20 @@ impl<P: Platform> JwksFetcher for PlatformJwks<'_, P> {
     }
 }
 
-fn unauthorized(mode: AuthMode, error: Option<&JwtError>, detail: &str) -> Reject {
+/// A 401 (503 when keys are unavailable); `reason` labels the failure in
+/// the access record.
+fn unauthorized(
+    mode: AuthMode,
+    reason: &'static str,
+    error: Option<&JwtError>,
+    detail: &str,
+) -> Reject {
+    let mut reject = challenge(mode, error, detail);
+    reject.auth_failure = Some(reason);
+    reject
+}
+
+fn challenge(mode: AuthMode, error: Option<&JwtError>, detail: &str) -> Reject {
     if matches!(error, Some(JwtError::KeysUnavailable)) {
         return Reject::new(503, "jwks_unavailable", "signing keys are unavailable");
     }

@@ -21,37 +21,42 @@ pub const WEBSOCKET_UPGRADE: &str = "edgegate-websocket";
 
 const IDENTITY: &[&str] = &[USER_ID, USER_ROLES, USER_SCOPES, CONSUMER];
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and their legacy cousins.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
-    // The gateway's own HTTP layer answers `100 Continue`; forwarded, some
-    // platforms hand the upstream's interim 100 back as the final answer.
-    "expect",
-];
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and their legacy cousins, as
+/// parsed names so that removing them parses nothing per request.
+fn hop_by_hop() -> [HeaderName; 11] {
+    [
+        http::header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        http::header::PROXY_AUTHENTICATE,
+        http::header::PROXY_AUTHORIZATION,
+        http::header::TE,
+        http::header::TRAILER,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        HeaderName::from_static("http2-settings"),
+        // The gateway's own HTTP layer answers `100 Continue`; forwarded, some
+        // platforms hand the upstream's interim 100 back as the final answer.
+        http::header::EXPECT,
+    ]
+}
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(http::header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in hop_by_hop() {
+        headers.remove(name);
     }
 }
 
@@ -102,17 +107,48 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// W3C trace context for the upstream call: continue the caller's trace with
-/// a new parent id, or start one.
-pub fn traceparent(incoming: Option<&str>, span_id: [u8; 8], fresh_trace: [u8; 16]) -> String {
-    if let Some((trace_id, flags)) = incoming.and_then(parse_traceparent) {
-        return format!("00-{trace_id}-{}-{flags}", hex(&span_id));
-    }
-    format!("00-{}-{}-01", hex(&fresh_trace), hex(&span_id))
+/// W3C trace context of the upstream call: the caller's trace continued
+/// with a new span, or a new trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// This gateway's span, the upstream's parent: 16 hex digits.
+    pub span_id: String,
+    /// The caller's span, when it sent a valid `traceparent`.
+    pub parent_id: Option<String>,
+    /// Trace flags, 2 hex digits.
+    pub flags: String,
 }
 
-/// Returns (trace-id, flags) of a valid version-00 `traceparent`.
-fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
+impl TraceContext {
+    /// Continues `incoming` (a `traceparent` value) when valid, else starts
+    /// a trace with `fresh_trace` (sampled).
+    pub fn new(incoming: Option<&str>, span_id: [u8; 8], fresh_trace: [u8; 16]) -> TraceContext {
+        match incoming.and_then(parse_traceparent) {
+            Some((trace_id, parent, flags)) => TraceContext {
+                trace_id: trace_id.to_string(),
+                span_id: hex(&span_id),
+                parent_id: Some(parent.to_string()),
+                flags: flags.to_string(),
+            },
+            None => TraceContext {
+                trace_id: hex(&fresh_trace),
+                span_id: hex(&span_id),
+                parent_id: None,
+                flags: "01".to_string(),
+            },
+        }
+    }
+
+    /// The `traceparent` header sent upstream.
+    pub fn header(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+/// Returns (trace-id, parent-id, flags) of a valid version-00 `traceparent`.
+fn parse_traceparent(v: &str) -> Option<(&str, &str, &str)> {
     let parts: Vec<&str> = v.trim().split('-').collect();
     let [version, trace, parent, flags] = parts.as_slice() else {
         return None;
@@ -128,7 +164,7 @@ fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
         && is_hex(flags, 2)
         && trace.bytes().any(|b| b != b'0')
         && parent.bytes().any(|b| b != b'0');
-    ok.then_some((trace, flags))
+    ok.then_some((trace, parent, flags))
 }
 
 /// Sets `x-forwarded-for/-proto/-host`. Without `trust`, a client-sent chain
@@ -203,18 +239,24 @@ mod tests {
     #[test]
     fn traceparent_is_continued_or_started() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let tp = traceparent(Some(incoming), [1; 8], [2; 16]);
+        let tc = TraceContext::new(Some(incoming), [1; 8], [2; 16]);
         assert_eq!(
-            tp,
+            tc.header(),
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0101010101010101-01"
         );
-        let tp = traceparent(Some("garbage"), [1; 8], [2; 16]);
+        assert_eq!(tc.parent_id.as_deref(), Some("00f067aa0ba902b7"));
+        let tc = TraceContext::new(Some("garbage"), [1; 8], [2; 16]);
         assert_eq!(
-            tp,
+            tc.header(),
             "00-02020202020202020202020202020202-0101010101010101-01"
         );
+        assert_eq!(tc.parent_id, None);
         let zero = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
-        assert!(traceparent(Some(zero), [1; 8], [2; 16]).starts_with("00-0202"));
+        assert!(
+            TraceContext::new(Some(zero), [1; 8], [2; 16])
+                .header()
+                .starts_with("00-0202")
+        );
     }
 
     #[test]

@@ -19,5 +19,6 @@ pub mod upstash;
 
 pub use gateway::Gateway;
 pub use platform::{ClientInfo, EdgeBody, FetchError, FetchOptions, Platform};
+pub use ratelimit::REDIS_AUTHORITY;
 
 pub use edgegate_config as config;

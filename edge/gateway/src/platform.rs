@@ -82,6 +82,13 @@ pub trait Platform {
     /// need them).
     fn has_durable_objects(&self) -> bool;
 
+    /// Whether the host runs `backend = "redis"` commands sent to
+    /// [`crate::REDIS_AUTHORITY`] (`edgegate serve` with a
+    /// `[redis]` section).
+    fn has_redis(&self) -> bool {
+        false
+    }
+
     /// Waits (retry backoff).
     async fn sleep(&self, duration: Duration);
 
@@ -94,6 +101,12 @@ pub trait Platform {
     /// Writes one access-log line.
     fn log(&self, line: &str);
 
+    /// Whether the platform consumes access records (metrics, traces) even
+    /// when `[gateway] access_log` is off; it then decides what to print.
+    fn wants_access_records(&self) -> bool {
+        false
+    }
+
     /// Fills `buf` with random bytes (ids, balancing jitter).
     fn fill_random(&self, buf: &mut [u8]);
 }
@@ -105,4 +118,7 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     /// `http` or `https` as seen by the client.
     pub scheme: Option<String>,
+    /// Targets the host's active health checks found unhealthy, as
+    /// `upstream=i,j;other=k` (see `balance::unhealthy_targets`).
+    pub unhealthy_targets: Option<String>,
 }

@@ -6,16 +6,22 @@ use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request};
 
 use edgegate_auth::Identity;
-use edgegate_config::{Algorithm, Backend, FailureMode, RateLimit};
+use edgegate_config::{Algorithm, Backend, FailureMode, RateLimit, Redis, Upstash};
 use edgegate_durable_objects::algorithms::{self, Decision, Policy};
 use edgegate_durable_objects::headers::rate_limit_headers;
 use edgegate_durable_objects::ratelimiter::CheckRequest;
 
 use crate::platform::{EdgeBody, Platform};
-use crate::upstash::UpstashLimiter;
+use crate::upstash::{UpstashError, UpstashLimiter};
 
 /// Durable Object class that counts (`RateLimiter`).
 pub const LIMITER_CLASS: &str = "ratelimiter";
+
+/// Where `backend = "redis"` checks go: the host intercepts this authority
+/// and runs the command on its own Redis connection, so the edge keeps one
+/// implementation of the scripts (the Upstash client's) and never holds
+/// Redis credentials.
+pub const REDIS_AUTHORITY: &str = "redis.edgegate.internal";
 
 /// A compiled policy.
 pub(crate) struct CompiledPolicy {
@@ -23,6 +29,8 @@ pub(crate) struct CompiledPolicy {
     body: Bytes,
     /// `backend = "upstash"` with a resolved endpoint.
     upstash: Option<UpstashLimiter>,
+    /// `backend = "redis"`: the same client, aimed at the host.
+    redis: Option<UpstashLimiter>,
 }
 
 /// What a request is counted by.
@@ -43,8 +51,8 @@ pub(crate) enum Outcome {
 }
 
 impl CompiledPolicy {
-    /// Compiles a validated policy.
-    pub(crate) fn new(config: &RateLimit) -> Result<Self, String> {
+    /// Compiles a validated policy; `redis` is the configuration's `[redis]`.
+    pub(crate) fn new(config: &RateLimit, redis: Option<&Redis>) -> Result<Self, String> {
         let algorithm = match config.algorithm {
             Algorithm::TokenBucket => algorithms::Algorithm::TokenBucket,
             Algorithm::SlidingWindow => algorithms::Algorithm::SlidingWindow,
@@ -68,10 +76,23 @@ impl CompiledPolicy {
             }
             _ => None,
         };
+        let redis = match (&config.backend, redis) {
+            (Backend::Redis, Some(redis)) => {
+                let endpoint = Upstash {
+                    url: format!("http://{REDIS_AUTHORITY}"),
+                    // The host does not check it; the client wants one.
+                    token: "edgegate".into(),
+                    timeout_ms: redis.timeout_ms,
+                };
+                Some(UpstashLimiter::new(&endpoint, &policy).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
         Ok(Self {
             config: config.clone(),
             body: Bytes::from(body),
             upstash,
+            redis,
         })
     }
 
@@ -155,7 +176,20 @@ async fn ask<P: Platform>(
                 .map_err(|e| e.to_string());
         }
         Backend::Redis => {
-            return Err("backend \"redis\" is not available on this target".into());
+            if !platform.has_redis() {
+                return Err(
+                    "backend \"redis\" needs `edgegate serve` with a [redis] section; \
+                     this host offers no Redis"
+                        .into(),
+                );
+            }
+            let Some(limiter) = &policy.redis else {
+                return Err("no [redis] section is configured".into());
+            };
+            return limiter
+                .check(platform, &policy.counter(subject))
+                .await
+                .map_err(|e| redis_reason(&e));
         }
     }
     let mut request = Request::new(P::Body::from_bytes(policy.body.clone()));
@@ -174,4 +208,19 @@ async fn ask<P: Platform>(
     }
     let body = response.into_body().read_to_end(4096).await?;
     serde_json::from_slice(&body).map_err(|e| format!("limiter answer unreadable: {e}"))
+}
+
+/// The Upstash client's errors in the words of the redis backend (the
+/// transport to the host is an implementation detail).
+fn redis_reason(error: &UpstashError) -> String {
+    match error {
+        UpstashError::Transport(e) => format!("the host's Redis link failed: {e}"),
+        UpstashError::Timeout(limit) => {
+            format!("redis did not answer within {} ms", limit.as_millis())
+        }
+        UpstashError::Status(status) => format!("the host's Redis link answered HTTP {status}"),
+        UpstashError::Command(message) => format!("redis: {message}"),
+        UpstashError::BadReply(message) => format!("redis reply unreadable: {message}"),
+        UpstashError::InvalidUrl => "invalid redis endpoint".into(),
+    }
 }

@@ -79,6 +79,8 @@ async fn fetch(
     let client = ClientInfo {
         ip: request.headers().get(CLIENT_IP).ok().flatten(),
         scheme: request.url().ok().map(|u| u.scheme().to_string()),
+        // No active health checks on Workers: the circuit breaker alone.
+        unhealthy_targets: None,
     };
     let response = match convert::from_worker_request(&request) {
         Ok(request) => gateway.handle(&Workers::new(&env), request, &client).await,

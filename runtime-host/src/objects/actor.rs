@@ -77,7 +77,7 @@ impl Release {
             return;
         }
         if let Some(alarm) = alarm {
-            objects.alarms.set(key, alarm);
+            objects.alarms.set(key.clone(), alarm);
         }
         for effect in effects {
             match effect {
@@ -85,6 +85,7 @@ impl Release {
                     let _ = socket.send_text(text);
                 }
                 Effect::Close(socket, code, reason) => socket.close(code, &reason),
+                Effect::Peer(message) => objects.publish_to_peers(&key, message),
             }
         }
         if let Some((reply, answer)) = reply {
@@ -118,11 +119,12 @@ impl Actor {
     /// Starts the task of `key`, reading events from `events`.
     pub fn spawn(objects: Arc<Objects>, key: ObjectKey, events: mpsc::Receiver<Event>) {
         let progress = Arc::new(Progress::default());
-        let io = ObjectIo::new(
+        let mut io = ObjectIo::new(
             key.clone(),
             Arc::clone(&objects.stores),
             objects.sockets.of(&key),
         );
+        io.peers = objects.has_peers();
         let actor = Actor {
             objects,
             key,
@@ -177,6 +179,8 @@ impl Actor {
         drop(self.io.take());
         self.objects.sockets.release(&self.key);
         if had_instance {
+            crate::metrics::get().object_dropped();
+            crate::metrics::get().object_evicted();
             tracing::debug!(class = %self.key.class, name = %self.key.name, "object evicted");
         }
         // Sent after the idle check: a new instance takes them.
@@ -307,6 +311,18 @@ impl Actor {
                 result.map_err(|e| (failed(e), None))?;
                 Ok(Done::Nothing)
             }
+            Event::Peer { origin, message } => {
+                meter
+                    .run(|| object.call_peer_message(&mut *store, &origin, &message))
+                    .map_err(|e| (failed(e), None))?;
+                Ok(Done::Nothing)
+            }
+            Event::PeersLinked => {
+                meter
+                    .run(|| object.call_peers_linked(&mut *store))
+                    .map_err(|e| (failed(e), None))?;
+                Ok(Done::Nothing)
+            }
             Event::Alarm => {
                 let io = &mut store.data_mut().io;
                 match io.current_alarm() {
@@ -434,6 +450,7 @@ impl Actor {
     /// Drops the instance; the next event creates a new one.
     fn reset(&mut self) {
         if let Some(live) = self.live.take() {
+            crate::metrics::get().object_dropped();
             let mut io = live.store.into_data().io;
             io.abort_event();
             self.io = Some(io);
@@ -447,6 +464,7 @@ impl Actor {
         let Some(io) = self.io.take() else {
             return Err(ObjectFailure::Unavailable);
         };
+        let started = Instant::now();
         let objects = &self.objects;
         let meter = CpuMeter::new(objects.limits.cpu);
         let ctx = ObjectCtx::new(io, Arc::clone(&meter), objects.limits.memory);
@@ -473,6 +491,7 @@ impl Actor {
         match init {
             Ok(Ok(())) => {
                 self.live = Some(Live { store, object });
+                crate::metrics::get().object_created(started.elapsed());
                 Ok(())
             }
             Ok(Err(why)) => {
@@ -502,8 +521,7 @@ impl Event {
                 let _ = reply.send(Err(failure));
             }
             Event::Close { socket, .. } => objects.sockets.remove(&socket),
-            Event::Alarm => {}
-            Event::Message { .. } => {}
+            Event::Alarm | Event::Message { .. } | Event::Peer { .. } | Event::PeersLinked => {}
         }
     }
 }

@@ -29,7 +29,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use edgegate::durable_object::types::{FetchOutcome, Message, Request, Response};
-use edgegate::durable_object::{alarms, storage, types, websockets};
+use edgegate::durable_object::{alarms, peers, storage, types, websockets};
 
 /// Longest storage key.
 const MAX_KEY_BYTES: usize = 2048;
@@ -56,6 +56,8 @@ pub enum Effect {
     Send(Arc<Socket>, String),
     /// A close on the object's initiative.
     Close(Arc<Socket>, u16, String),
+    /// A message for the same object on the other hosts.
+    Peer(String),
 }
 
 /// Writes whose commit is not confirmed yet, by event sequence number.
@@ -94,6 +96,8 @@ pub struct ObjectIo {
     sockets: Arc<ObjectSockets>,
     pending: Pending,
     event: EventState,
+    /// Whether the host links objects to other hosts.
+    pub peers: bool,
 }
 
 impl ObjectIo {
@@ -106,6 +110,7 @@ impl ObjectIo {
             sockets,
             pending: Pending::default(),
             event: EventState::default(),
+            peers: false,
         }
     }
 
@@ -353,6 +358,26 @@ impl alarms::Host for ObjectCtx {
 
     fn delete_alarm(&mut self) {
         self.io.set_event_alarm(None);
+    }
+}
+
+impl peers::Host for ObjectCtx {
+    fn enabled(&mut self) -> bool {
+        self.io.peers
+    }
+
+    fn publish(&mut self, message: String) {
+        if !self.io.peers {
+            return;
+        }
+        // Counted with the event's socket output: one bound for both.
+        let event = &mut self.io.event;
+        if event.output_bytes.saturating_add(message.len()) > MAX_EVENT_OUTPUT_BYTES {
+            tracing::warn!(class = %self.io.key.class, name = %self.io.key.name, "too much peer output in one event; message dropped");
+            return;
+        }
+        event.output_bytes += message.len();
+        event.effects.push(Effect::Peer(message));
     }
 }
 

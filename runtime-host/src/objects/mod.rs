@@ -17,18 +17,20 @@
 //!   the edge and the object accepted.
 //!
 //! The edge reaches objects through `outbound`, which hands requests for
-//! `http://<class>.do.edgegate.internal/…` to [`dispatch`].
+//! `http://<class>.do.edgegate.internal/…` to [`dispatch`]. Objects reach
+//! the same object on other hosts through a [`PeerLink`] ([`peers`]).
 
 mod actor;
 mod alarms;
 pub mod dispatch;
 mod host;
+pub mod peers;
 mod sockets;
 mod store;
 pub mod upgrade;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -38,6 +40,7 @@ use self::actor::Actor;
 use self::alarms::Scheduler;
 use self::host::{DurableObjectPre, ObjectCtx};
 pub use self::host::{Message, Request, Response};
+pub use self::peers::PeerLink;
 use self::sockets::{Socket, Sockets};
 use self::store::Stores;
 
@@ -116,6 +119,15 @@ pub enum Event {
     },
     /// Its alarm is due.
     Alarm,
+    /// A message from the same object on another host.
+    Peer {
+        /// The sending host.
+        origin: Arc<str>,
+        /// What it published.
+        message: String,
+    },
+    /// The link to the other hosts is up (again).
+    PeersLinked,
 }
 
 /// The object's answer to a fetch.
@@ -223,6 +235,8 @@ pub struct Objects {
     sockets: Sockets,
     alarms: Scheduler,
     actors: Mutex<HashMap<ObjectKey, mpsc::Sender<Event>>>,
+    /// Set when the host is linked to others (scale-out).
+    peers: OnceLock<Arc<dyn PeerLink>>,
 }
 
 impl Objects {
@@ -237,6 +251,7 @@ impl Objects {
             sockets: Sockets::default(),
             alarms: Scheduler::default(),
             actors: Mutex::new(HashMap::new()),
+            peers: OnceLock::new(),
         });
         objects.reschedule_alarms();
         let runner = Arc::clone(&objects);

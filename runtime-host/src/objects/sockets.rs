@@ -268,6 +268,20 @@ impl Sockets {
         Arc::clone(lock(&self.objects).entry(key.clone()).or_default())
     }
 
+    /// Whether `key` has sockets here (open or closing).
+    pub fn has_sockets(&self, key: &ObjectKey) -> bool {
+        lock(&self.objects).get(key).is_some_and(|t| !t.is_empty())
+    }
+
+    /// The objects that have sockets here.
+    pub fn owners(&self) -> Vec<ObjectKey> {
+        lock(&self.objects)
+            .iter()
+            .filter(|(_, table)| !table.is_empty())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Forgets `key`'s table once nothing refers to it any more.
     pub fn release(&self, key: &ObjectKey) {
         let mut objects = lock(&self.objects);
@@ -317,6 +331,7 @@ impl Sockets {
         *slot = Some(Arc::clone(&socket));
         lock(&table.sockets).insert(id, Arc::clone(&socket));
         lock(&self.live).insert(id, Arc::clone(&socket));
+        crate::metrics::get().websocket(true);
         Some(socket)
     }
 
@@ -327,7 +342,9 @@ impl Sockets {
 
     /// Drops a closed socket from its object's table.
     pub fn remove(&self, socket: &Socket) {
-        lock(&self.live).remove(&socket.id);
+        if lock(&self.live).remove(&socket.id).is_some() {
+            crate::metrics::get().websocket(false);
+        }
         let table = lock(&self.objects).get(&socket.owner).cloned();
         if let Some(table) = table {
             lock(&table.sockets).remove(&socket.id);
@@ -465,6 +482,7 @@ async fn read_loop(
                     let _ = socket.send_text(answer);
                     continue;
                 }
+                crate::metrics::get().websocket_message(true);
                 let message = Message::Text(text.to_string());
                 deliver(objects, socket, message).await;
             }
@@ -472,6 +490,7 @@ async fn read_loop(
                 if closing_since.is_some() || !socket.is_open() {
                     continue;
                 }
+                crate::metrics::get().websocket_message(true);
                 deliver(objects, socket, Message::Binary(bytes.to_vec())).await;
             }
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
@@ -529,7 +548,10 @@ async fn write_loop(socket: Arc<Socket>, mut writer: Writer, mut queue: mpsc::Re
             frame = queue.recv() => frame,
         };
         let message = match frame {
-            Some(Outgoing::Text(text)) => WsMessage::Text(text.into()),
+            Some(Outgoing::Text(text)) => {
+                crate::metrics::get().websocket_message(false);
+                WsMessage::Text(text.into())
+            }
             Some(Outgoing::Ping) => WsMessage::Ping(Default::default()),
             Some(Outgoing::Close(code, reason)) => close_frame(code, reason),
             None => return,

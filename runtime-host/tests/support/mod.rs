@@ -176,6 +176,7 @@ impl GatewayBuilder {
         }
         Gateway {
             child,
+            config,
             listen: SocketAddr::from(([127, 0, 0, 1], listen)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin)),
             output,
@@ -188,6 +189,8 @@ impl GatewayBuilder {
 /// A running `edgegate serve`, killed on drop.
 pub struct Gateway {
     child: Child,
+    /// The `--config` file (tests may rewrite it).
+    pub config: PathBuf,
     /// Public listener.
     pub listen: SocketAddr,
     /// Admin listener.
@@ -246,12 +249,17 @@ impl Gateway {
         get(self.listen, path, headers)
     }
 
-    /// Sends SIGTERM and waits for the exit status (at most `timeout`).
-    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Sends `signal` (`HUP`, `TERM`, …) to the process.
+    pub fn signal(&self, signal: &str) {
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
             .status();
+    }
+
+    /// Sends SIGTERM and waits for the exit status (at most `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal("TERM");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -231,6 +231,7 @@ fn run(gw: &Gateway, p: &TestPlatform, req: Request<TestBody>) -> Response<TestB
     let client = ClientInfo {
         ip: Some("192.0.2.7".into()),
         scheme: Some("http".into()),
+        unhealthy_targets: None,
     };
     futures_lite::future::block_on(gw.handle(p, req, &client))
 }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Profiles `edgegate serve` on the JWT route of bench/proxy.sh under load:
+# the same origin, config and core pinning (origin and wrk on core 0, the
+# gateway on core 1), with `perf record` attached to the gateway while wrk
+# runs. Guest (wasm) functions are named through a perf map
+# (EDGEGATE_PERFMAP); pass an unstripped build of the edge component as
+# COMPONENT to see its function names.
+#
+#   bash bench/profile.sh                       # report on stdout, data in $OUT
+#   DURATION=10 CONNS=64 COMPONENT=path/to/edge.wasm OUT=/tmp/edge.perf bash bench/profile.sh
+#
+# Loopback only; every process it starts is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+OUT=${OUT:-/tmp/edgegate.perf.data}
+CALLGRAPH=${CALLGRAPH:-}   # e.g. "--call-graph=dwarf" (large) or "-g"
+ORIGIN=127.0.0.1:19011
+GATEWAY=127.0.0.1:19013
+ADMIN=127.0.0.1:19014
+SECRET=bench-secret-0123456789abcdef
+
+for tool in wrk perf taskset; do
+  command -v "$tool" >/dev/null || { echo "bench/profile.sh needs $tool" >&2; exit 1; }
+done
+
+cargo build --release -p runtime-host -p edgegate-bench >&2
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+taskset -c 0 target/release/bench-origin "$ORIGIN" 2>/dev/null &
+pids+=($!)
+
+cat > "$work/gateway.toml" <<EOF
+[server]
+listen = "$GATEWAY"
+admin = "$ADMIN"
+data_dir = "$work/data"
+
+[gateway]
+access_log = false
+
+[[upstreams]]
+name = "origin"
+targets = [{ url = "http://$ORIGIN" }]
+
+[auth.jwt]
+keys = [{ alg = "HS256", secret = "$SECRET" }]
+
+[[routes]]
+name = "api"
+match = { path_prefix = "/api" }
+upstream = "origin"
+auth = "jwt"
+roles = ["user"]
+EOF
+component=()
+[ -n "${COMPONENT:-}" ] && component=(--component "$COMPONENT")
+EDGEGATE_PERFMAP=1 EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve \
+  --config "$work/gateway.toml" "${component[@]}" >"$work/gateway.log" 2>&1 &
+gateway=$!
+pids+=($gateway)
+for _ in $(seq 100); do
+  curl -fs "http://$ADMIN/readyz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+token=$(target/release/edgegate token --secret "$SECRET" --sub bench --roles user --ttl-s 86400)
+curl -fs -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
+
+# Warm up, then record only the steady state.
+taskset -c 0 wrk -t1 -c"$CONNS" -d2s -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
+taskset -c 0 wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" --latency \
+  -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >"$work/wrk.txt" &
+wrk_pid=$!
+sleep 1
+# shellcheck disable=SC2086
+perf record -F ${FREQ:-999} $CALLGRAPH -p "$gateway" -o "$OUT" -- sleep "$DURATION" 2>/dev/null
+wait "$wrk_pid"
+grep -E "Requests/sec|99%" "$work/wrk.txt" >&2
+perf report -i "$OUT" --no-children --sort dso,symbol --percent-limit 0.4 --stdio 2>/dev/null | grep -v "^$" | grep -v "^#" | sed -E "s/ +/ /g; s/ - - *$//" | cut -c1-200 | head -80
