@@ -12,6 +12,7 @@
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
@@ -22,21 +23,12 @@ GATEWAY=127.0.0.1:19013
 ADMIN=127.0.0.1:19014
 SECRET=bench-secret-0123456789abcdef
 
-for tool in wrk perf taskset; do
-  command -v "$tool" >/dev/null || { echo "bench/profile.sh needs $tool" >&2; exit 1; }
-done
+require "" wrk perf taskset
 
-cargo build --release -p runtime-host -p edgegate-bench >&2
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+build -p runtime-host -p edgegate-bench
+setup_work
 
-taskset -c 0 target/release/bench-origin "$ORIGIN" 2>/dev/null &
-pids+=($!)
+start_origin "$ORIGIN"
 
 cat > "$work/gateway.toml" <<EOF
 [server]
@@ -67,10 +59,7 @@ EDGEGATE_PERFMAP=1 EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve 
   --config "$work/gateway.toml" "${component[@]}" >"$work/gateway.log" 2>&1 &
 gateway=$!
 pids+=($gateway)
-for _ in $(seq 100); do
-  curl -fs "http://$ADMIN/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_ready "$ADMIN"
 token=$(target/release/edgegate token --secret "$SECRET" --sub bench --roles user --ttl-s 86400)
 curl -fs -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
 

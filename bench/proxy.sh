@@ -14,6 +14,7 @@
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -26,22 +27,12 @@ BASELINE=127.0.0.1:19005
 BASELINE_ADMIN=127.0.0.1:19006
 SECRET=bench-secret-0123456789abcdef
 
-for tool in wrk nginx taskset; do
-  command -v "$tool" >/dev/null || { echo "bench/proxy.sh needs $tool (apt-get install -y wrk nginx)" >&2; exit 1; }
-done
+require "(apt-get install -y wrk nginx)" wrk nginx taskset
 
-cargo build --release -p runtime-host -p edgegate-bench >&2
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+build -p runtime-host -p edgegate-bench
+setup_work
 
-taskset -c 0 target/release/bench-origin "$ORIGIN" 2>/dev/null &
-pids+=($!)
+start_origin "$ORIGIN"
 
 cat > "$work/nginx.conf" <<EOF
 worker_processes 1;
@@ -86,38 +77,29 @@ upstream = "origin"
 auth = "jwt"
 roles = ["user"]
 EOF
-EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
-pids+=($!)
+start_gateway "$work/gateway.toml" "$work/gateway.log"
 targets="direct nginx edgegate"
 if [ -n "${BASELINE_COMPONENT:-}" ]; then
   sed -e "s/$GATEWAY/$BASELINE/; s/$ADMIN/$BASELINE_ADMIN/; s#$work/data#$work/data-baseline#" \
     "$work/gateway.toml" >"$work/baseline.toml"
-  EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve --config "$work/baseline.toml" \
-    --component "$BASELINE_COMPONENT" >"$work/baseline.log" 2>&1 &
-  pids+=($!)
+  start_gateway "$work/baseline.toml" "$work/baseline.log" --component "$BASELINE_COMPONENT"
   targets="$targets edgegate-baseline"
 fi
 for admin in $ADMIN ${BASELINE_COMPONENT:+$BASELINE_ADMIN}; do
-  for _ in $(seq 100); do
-    curl -fs "http://$admin/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  wait_ready "$admin"
 done
 token=$(target/release/edgegate token --secret "$SECRET" --sub bench --roles user --ttl-s 86400)
 
 run() { # name url [header]
   local out
   if [ -n "${3:-}" ]; then
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "$3" "$2")
+    out=$(wrk_latency -H "$3" "$2")
   else
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
+    out=$(wrk_latency "$2")
   fi
-  local rps p50 p99 errors
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  local errors
   errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-  echo "$1 $rps $p50 $p99 ${errors:-}" >>"$work/results"
+  echo "$1 $(wrk_figures "$out") ${errors:-}" >>"$work/results"
 }
 
 # Warm every path once (connection pools, compiled code).
@@ -133,17 +115,12 @@ for _ in $(seq "$ROUNDS"); do
   fi
 done
 
-to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
-  awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v=v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v=v*1000 } printf "%.3f\n", v }'
-}
-median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
-
 echo "| target | requests/s (median of $ROUNDS) | p50 ms | p99 ms |"
 echo "|---|---|---|---|"
 for name in $targets; do
-  rps=$(awk -v n="$name" '$1==n {print $2}' "$work/results" | median)
-  p50=$(awk -v n="$name" '$1==n {print $3}' "$work/results" | to_ms | median)
-  p99=$(awk -v n="$name" '$1==n {print $4}' "$work/results" | to_ms | median)
+  rps=$(field "$name" 2 | median)
+  p50=$(field "$name" 3 | to_ms | median)
+  p99=$(field "$name" 4 | to_ms | median)
   echo "| $name | $rps | $p50 | $p99 |"
 done
 if grep -q "Non-2xx\|Socket" "$work/results"; then
@@ -152,4 +129,4 @@ if grep -q "Non-2xx\|Socket" "$work/results"; then
   grep "Non-2xx\|Socket" "$work/results"
 fi
 echo
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); wrk -t1 -c$CONNS -d${DURATION}s; $(nginx -v 2>&1)"
+echo "machine: $(machine); wrk -t1 -c$CONNS -d${DURATION}s; $(nginx -v 2>&1)"

@@ -16,6 +16,7 @@
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -26,21 +27,12 @@ GATEWAY=127.0.0.1:19013
 ADMIN=127.0.0.1:19014
 export KEYS
 
-for tool in wrk taskset curl; do
-  command -v "$tool" >/dev/null || { echo "bench/ratelimit.sh needs $tool (apt-get install -y wrk)" >&2; exit 1; }
-done
+require "(apt-get install -y wrk)" wrk taskset curl
 
-cargo build --release -p runtime-host -p edgegate-bench >&2
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+build -p runtime-host -p edgegate-bench
+setup_work
 
-taskset -c 0 target/release/bench-origin "$ORIGIN" 2>/dev/null &
-pids+=($!)
+start_origin "$ORIGIN"
 
 cat > "$work/gateway.toml" <<TOML
 [server]
@@ -99,27 +91,19 @@ match = { path_prefix = "/refused" }
 upstream = "origin"
 rate_limits = ["refused"]
 TOML
-EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
-gateway_pid=$!
-pids+=($gateway_pid)
-for _ in $(seq 100); do
-  curl -fs "http://$ADMIN/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_gateway "$work/gateway.toml" "$work/gateway.log"
+wait_ready "$ADMIN"
 
 run() { # name url [script]
   local out
   if [ -n "${3:-}" ]; then
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$3" "$2")
+    out=$(wrk_latency -s "$3" "$2")
   else
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$2")
+    out=$(wrk_latency "$2")
   fi
-  local rps p50 p99 non2xx
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  local non2xx
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  echo "$1 $rps $p50 $p99 ${non2xx:-0}" >>"$work/results"
+  echo "$1 $(wrk_figures "$out") ${non2xx:-0}" >>"$work/results"
 }
 
 # Warm up: compiled code, pools, and all KEYS objects created once.
@@ -132,22 +116,17 @@ for _ in $(seq "$ROUNDS"); do
   run "${KEYS}-keys" "http://$GATEWAY/many/x" bench/ratelimit-keys.lua
   run refused "http://$GATEWAY/refused/x"
 done
-rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status")
-
-to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
-  awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v=v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v=v*1000 } printf "%.3f\n", v }'
-}
-median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
+rss=$(rss_mib "$gateway_pid")
 
 echo "| route | decisions/s (median of $ROUNDS) | p50 ms | p99 ms | non-2xx |"
 echo "|---|---|---|---|---|"
 for name in plain one-key "${KEYS}-keys" refused; do
-  rps=$(awk -v n="$name" '$1==n {print $2}' "$work/results" | median)
-  p50=$(awk -v n="$name" '$1==n {print $3}' "$work/results" | to_ms | median)
-  p99=$(awk -v n="$name" '$1==n {print $4}' "$work/results" | to_ms | median)
-  non2xx=$(awk -v n="$name" '$1==n {print $5}' "$work/results" | median)
+  rps=$(field "$name" 2 | median)
+  p50=$(field "$name" 3 | to_ms | median)
+  p99=$(field "$name" 4 | to_ms | median)
+  non2xx=$(field "$name" 5 | median)
   echo "| $name | $rps | $p50 | $p99 | $non2xx |"
 done
 echo
-echo "gateway RSS after the runs: $((rss_kb / 1024)) MiB"
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); wrk -t1 -c$CONNS -d${DURATION}s; plain = no rate limit"
+echo "gateway RSS after the runs: $rss MiB"
+echo "machine: $(machine); wrk -t1 -c$CONNS -d${DURATION}s; plain = no rate limit"

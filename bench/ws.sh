@@ -15,6 +15,7 @@
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 
 SUBSCRIBERS=${SUBSCRIBERS:-100 1000 2000}
 MESSAGES=${MESSAGES:-200}
@@ -22,19 +23,11 @@ INTERVAL_MS=${INTERVAL_MS:-20}
 GATEWAY=127.0.0.1:19023
 ADMIN=127.0.0.1:19024
 
-for tool in taskset curl; do
-  command -v "$tool" >/dev/null || { echo "bench/ws.sh needs $tool" >&2; exit 1; }
-done
+require "" taskset curl
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cargo build --release -p runtime-host --example ws_bench >&2
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+build -p runtime-host --example ws_bench
+setup_work
 
 cat > "$work/gateway.toml" <<TOML
 [server]
@@ -47,28 +40,22 @@ name = "ws"
 match = { path = "/ws/{room}" }
 websocket = { hub = "{room}", messages_per_second = 1000 }
 TOML
-EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve --config "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
-gateway_pid=$!
-pids+=($gateway_pid)
-for _ in $(seq 100); do
-  curl -fs "http://$ADMIN/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-rss_mib() { echo $(( $(awk '/VmRSS/ {print $2}' "/proc/$gateway_pid/status") / 1024 )); }
+start_gateway "$work/gateway.toml" "$work/gateway.log"
+wait_ready "$ADMIN"
 
 echo "| subscribers | deliveries | p50 ms | p99 ms | max ms | connect+subscribe | gateway RSS before → held → after |"
 echo "|---|---|---|---|---|---|---|"
 for n in $SUBSCRIBERS; do
-  before=$(rss_mib)
+  before=$(rss_mib "$gateway_pid")
   out="$work/client-$n"
   WS_BENCH_HOLD=1 taskset -c 0 target/release/examples/ws_bench "ws://$GATEWAY/ws/bench-$n" "$n" "$MESSAGES" "$INTERVAL_MS" >"$out" &
   client=$!
   pids+=($client)
   while kill -0 "$client" 2>/dev/null && ! grep -q holding "$out"; do sleep 0.2; done
-  held=$(rss_mib)
+  held=$(rss_mib "$gateway_pid")
   wait "$client" || true
   sleep 1
-  after=$(rss_mib)
+  after=$(rss_mib "$gateway_pid")
   line=$(grep deliveries "$out")
   deliveries=$(awk '{print $1 "/" $3}' <<<"$line")
   p50=$(sed -E 's/.*p50 ([0-9.]+) ms.*/\1/' <<<"$line")
@@ -79,4 +66,4 @@ for n in $SUBSCRIBERS; do
   sleep 1
 done
 echo
-echo "machine: $(nproc) cores, $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ //'); $MESSAGES messages ${INTERVAL_MS} ms apart per run"
+echo "machine: $(machine); $MESSAGES messages ${INTERVAL_MS} ms apart per run"

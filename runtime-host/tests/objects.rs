@@ -11,36 +11,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Gateway, GatewayBuilder, Origin, Reply, TempDir, private_data_dir, raw};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use support::ws::{WAIT, Ws, connect_room, expect, get_async, none_of, post, send, subscribe};
+use support::{Gateway, GatewayBuilder, Origin, Reply, TempDir, private_data_dir};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const SECRET: &str = "objects-test-secret-0123456789";
-/// How long a test waits for something that should happen.
-const WAIT: Duration = Duration::from_secs(10);
 
 fn token(sub: &str, roles: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({
-        "sub": sub, "iss": "objects-test", "aud": "api", "roles": roles,
-        "iat": now, "exp": now + 3600,
-    });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some("k".into());
-    jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    support::ws::token(SECRET, "objects-test", sub, roles)
 }
 
 /// Hub routes (`/ws/rooms/{room}`, max 1024 bytes, 2 messages/s), the
@@ -125,58 +104,7 @@ fn gateway(server: &str, customize: impl FnOnce(GatewayBuilder) -> GatewayBuilde
 }
 
 async fn connect(gateway: &Gateway, room: &str, user: &str) -> Result<Ws, WsError> {
-    connect_with(gateway, room, Some(&token(user, &["user"]))).await
-}
-
-async fn connect_with(gateway: &Gateway, room: &str, token: Option<&str>) -> Result<Ws, WsError> {
-    let mut request = format!("ws://{}/ws/rooms/{room}", gateway.listen)
-        .into_client_request()
-        .unwrap();
-    if let Some(token) = token {
-        request
-            .headers_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    connect_async(request).await.map(|(ws, _)| ws)
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message of `kind` (others are skipped).
-async fn expect(ws: &mut Ws, kind: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = tokio::time::timeout(left, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {kind} message in {WAIT:?}"));
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] == kind {
-                    return value;
-                }
-            }
-            Some(Ok(Message::Close(frame))) => panic!("closed while waiting for {kind}: {frame:?}"),
-            Some(Ok(_)) => {}
-            other => panic!("socket ended while waiting for {kind}: {other:?}"),
-        }
-    }
-}
-
-/// Messages of `kind` that arrive within `quiet`.
-async fn none_of(ws: &mut Ws, kind: &str, quiet: Duration) {
-    let deadline = Instant::now() + quiet;
-    while let Ok(frame) = tokio::time::timeout_at(deadline.into(), ws.next()).await {
-        if let Some(Ok(Message::Text(text))) = frame {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            assert_ne!(value["type"], kind, "unexpected {value}");
-        }
-    }
+    connect_room(gateway.listen, room, Some(&token(user, &["user"]))).await
 }
 
 /// The close frame the server sends.
@@ -193,34 +121,9 @@ async fn expect_close(ws: &mut Ws) -> Option<CloseFrame> {
     }
 }
 
-async fn subscribe(ws: &mut Ws, topic: &str) {
-    send(
-        ws,
-        json!({"type": "subscribe", "topic": topic, "id": topic}),
-    )
-    .await;
-    assert_eq!(expect(ws, "ack").await["id"], topic);
-}
-
-fn post(addr: SocketAddr, path: &str, token: &str, body: &Value) -> Reply {
-    let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    raw(addr, request.as_bytes()).unwrap()
-}
-
 async fn post_async(addr: SocketAddr, path: &str, token: String, body: Value) -> Reply {
     let path = path.to_string();
     tokio::task::spawn_blocking(move || post(addr, &path, &token, &body))
-        .await
-        .unwrap()
-}
-
-async fn get_async(addr: SocketAddr, path: &str) -> Reply {
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || support::get(addr, &path, &[]))
         .await
         .unwrap()
 }
@@ -229,11 +132,11 @@ async fn get_async(addr: SocketAddr, path: &str) -> Reply {
 async fn authentication_is_checked_before_the_upgrade() {
     let running = gateway("", |b| b);
     let gw = &running.gateway;
-    match connect_with(gw, "r1", None).await {
+    match connect_room(gw.listen, "r1", None).await {
         Err(WsError::Http(response)) => assert_eq!(response.status(), 401),
         other => panic!("expected 401, got {other:?}"),
     }
-    match connect_with(gw, "r1", Some("not-a-token")).await {
+    match connect_room(gw.listen, "r1", Some("not-a-token")).await {
         Err(WsError::Http(response)) => assert_eq!(response.status(), 401),
         other => panic!("expected 401, got {other:?}"),
     }
@@ -290,8 +193,8 @@ async fn publishes_reach_subscribers_and_the_sender_only_if_subscribed() {
         assert_eq!(message["from"], "carol");
         assert_eq!(message["topic"], "chat");
     }
-    none_of(&mut carol, "message", Duration::from_millis(300)).await;
-    none_of(&mut other_room, "message", Duration::from_millis(100)).await;
+    none_of(&mut carol, &["message"], Duration::from_millis(300)).await;
+    none_of(&mut other_room, &["message"], Duration::from_millis(100)).await;
 
     // A subscribed sender gets its own message.
     send(

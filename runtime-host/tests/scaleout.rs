@@ -11,19 +11,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use edgegate_conformance::upstash_rest::RedisServer;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Gateway, Origin, Reply, TempDir, private_data_dir, raw};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use support::ws::{
+    WAIT, Ws, connect_room, expect, expect_within, get_async, none_of, post, send, subscribe,
+};
+use support::{Gateway, Origin, Reply, TempDir, private_data_dir};
 
 const SECRET: &str = "scaleout-test-secret-0123456789";
-/// How long a test waits for something that should happen.
-const WAIT: Duration = Duration::from_secs(10);
 /// How long recovery after Redis comes back may take (reconnect backoff is
 /// at most 5 s).
 const RECOVERY: Duration = Duration::from_secs(30);
@@ -36,22 +30,7 @@ const ALGORITHMS: [&str; 4] = ["token_bucket", "sliding_window", "gcra", "fixed_
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn token(sub: &str, roles: &[&str]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = json!({
-        "sub": sub, "iss": "scaleout-test", "aud": "api", "roles": roles,
-        "iat": now, "exp": now + 3600,
-    });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some("k".into());
-    jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    support::ws::token(SECRET, "scaleout-test", sub, roles)
 }
 
 /// One `global` redis-backed policy per algorithm (`/limited/<algorithm>`),
@@ -198,88 +177,10 @@ impl Cluster {
     }
 }
 
-async fn get_async(addr: SocketAddr, path: &str) -> Reply {
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || support::get(addr, &path, &[]))
+async fn connect(addr: SocketAddr, room: &str, user: &str) -> Ws {
+    connect_room(addr, room, Some(&token(user, &["user"])))
         .await
         .unwrap()
-}
-
-fn post(addr: SocketAddr, path: &str, token: &str, body: &Value) -> Reply {
-    let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    raw(addr, request.as_bytes()).unwrap()
-}
-
-async fn connect(addr: SocketAddr, room: &str, user: &str) -> Ws {
-    let mut request = format!("ws://{addr}/ws/rooms/{room}")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", token(user, &["user"]))
-            .parse()
-            .unwrap(),
-    );
-    connect_async(request).await.unwrap().0
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::Text(value.to_string().into()))
-        .await
-        .unwrap();
-}
-
-/// The next JSON message of `kind` within `wait` (others are skipped).
-async fn expect_within(ws: &mut Ws, kind: &str, wait: Duration) -> Option<Value> {
-    let deadline = Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = tokio::time::timeout(left, ws.next()).await.ok()?;
-        match frame {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).unwrap();
-                if value["type"] == kind {
-                    return Some(value);
-                }
-            }
-            Some(Ok(Message::Close(frame))) => panic!("closed while waiting for {kind}: {frame:?}"),
-            Some(Ok(_)) => {}
-            other => panic!("socket ended while waiting for {kind}: {other:?}"),
-        }
-    }
-}
-
-async fn expect(ws: &mut Ws, kind: &str) -> Value {
-    expect_within(ws, kind, WAIT)
-        .await
-        .unwrap_or_else(|| panic!("no {kind} message in {WAIT:?}"))
-}
-
-async fn subscribe(ws: &mut Ws, topic: &str) {
-    send(
-        ws,
-        json!({"type": "subscribe", "topic": topic, "id": topic}),
-    )
-    .await;
-    assert_eq!(expect(ws, "ack").await["id"], topic);
-}
-
-/// Fails on any `join` or `leave` arriving within `quiet`.
-async fn no_presence_change(ws: &mut Ws, quiet: Duration) {
-    let deadline = Instant::now() + quiet;
-    while let Ok(frame) = tokio::time::timeout_at(deadline.into(), ws.next()).await {
-        if let Some(Ok(Message::Text(text))) = frame {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            assert!(
-                value["type"] != "join" && value["type"] != "leave",
-                "unexpected {value}"
-            );
-        }
-    }
 }
 
 /// Asks for presence until it lists `users` (another host's roster may
@@ -375,7 +276,7 @@ async fn publishes_cross_instances_and_presence_is_global() {
     expect(&mut bob_on_c, "pong").await;
     bob_on_c.close(None).await.unwrap();
     for ws in [&mut alice, &mut carol] {
-        no_presence_change(ws, Duration::from_millis(500)).await;
+        none_of(ws, &["join", "leave"], Duration::from_millis(500)).await;
     }
 
     // Publishes cross instances: to subscribers only, sender included only

@@ -1,9 +1,12 @@
 //! Shared helpers for tests that run the real `edgegate` binary: free
 //! ports, a gateway process that is killed on drop, a tiny blocking HTTP/1.1
-//! client, loopback origin servers and the test guest component.
+//! client, loopback origin servers and the test guest component; [`ws`]
+//! has the WebSocket hub helpers.
 //!
 //! Use from a test file with `mod support;`.
 #![allow(dead_code)]
+
+pub mod ws;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
