@@ -138,7 +138,8 @@ impl Record<'_> {
         }
     }
 
-    /// The gateway's span for a request it traced (one it sent upstream).
+    /// The gateway's span for the request (absent only from records of an
+    /// edge that does not trace).
     fn span(&self) -> Option<Span> {
         let end_ns = self.time_ms.saturating_mul(1_000_000);
         let total_ns = (self.latency_ms.total * 1e6) as u64;

@@ -1,7 +1,8 @@
 //! Trace spans exported over OTLP/HTTP (JSON encoding, `POST /v1/traces`)
-//! when `[server.otlp] endpoint` is set. One span per proxied request,
-//! carrying the trace id and parent the client sent and the span id the
-//! upstream saw as its parent, so the gateway appears in the caller's trace.
+//! when `[server.otlp] endpoint` is set. One span per request, carrying the
+//! trace id and parent the client sent and, for a proxied request, the span
+//! id the upstream saw as its parent, so the gateway appears in the caller's
+//! trace.
 //!
 //! Export never slows requests: spans go through a bounded queue (full →
 //! dropped and counted in the log), are batched, and a failed export is

@@ -221,7 +221,19 @@ impl Gateway {
         let started = platform.monotonic_ns();
         let logged = (self.config.gateway.access_log || platform.wants_access_records())
             .then(|| (request.method().clone(), request.uri().path().to_string()));
-        let mut trace = Trace::default();
+        // Every request gets its span (a 401 or a 429 is worth tracing too);
+        // one random draw covers both ids.
+        let mut ids = [0u8; 24];
+        platform.fill_random(&mut ids);
+        let (span, fresh_trace) = ids.split_at(8);
+        let mut trace = Trace {
+            context: Some(headers::TraceContext::new(
+                header_str(request.headers(), "traceparent"),
+                span.try_into().unwrap_or_default(),
+                fresh_trace.try_into().unwrap_or_default(),
+            )),
+            ..Trace::default()
+        };
         let mut response = match self
             .serve(platform, request, client, &request_id, &mut trace)
             .await
@@ -487,15 +499,11 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert(headers::REQUEST_ID, v);
         }
-        let mut span = [0u8; 8];
-        let mut trace_id = [0u8; 16];
-        platform.fill_random(&mut span);
-        platform.fill_random(&mut trace_id);
-        let context = headers::TraceContext::new(header_str(&h, "traceparent"), span, trace_id);
-        if let Ok(v) = HeaderValue::from_str(&context.header()) {
+        if let Some(context) = &trace.context
+            && let Ok(v) = HeaderValue::from_str(&context.header())
+        {
             h.insert("traceparent", v);
         }
-        trace.context = Some(context);
         headers::set_forwarded(
             &mut h,
             client.ip.as_deref(),

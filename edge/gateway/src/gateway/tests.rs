@@ -665,6 +665,9 @@ fn every_request_gets_one_access_log_line_without_secrets() {
     let second: serde_json::Value = serde_json::from_str(&logged[1]).unwrap();
     assert_eq!(second["status"], 404);
     assert_eq!(second["error"], "route_not_found");
+    // A request the edge answers itself is traced too.
+    assert_eq!(second["span_id"], "0707070707070707");
+    assert_eq!(second["trace_id"].as_str().map(str::len), Some(32));
 }
 
 #[test]
