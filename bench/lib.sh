@@ -1,5 +1,5 @@
 # Shared helpers of the bench/*.sh scripts. Source it after changing to the
-# repository root:  source "$(dirname "$0")/lib.sh"
+# repository root:  source bench/lib.sh
 #
 # Processes started with start_origin / start_gateway are recorded in `pids`
 # and stopped on exit, together with an nginx whose pid file is
