@@ -49,6 +49,36 @@ start_gateway() {
   pids+=($gateway_pid)
 }
 
+# jwt_route_config FILE LISTEN ADMIN ORIGIN SECRET: the gateway the proxy
+# benchmarks measure: one JWT (HS256) route /api needing role `user` in front
+# of ORIGIN, storage under $work/data, access log off (nginx runs without
+# one too).
+jwt_route_config() {
+  cat >"$1" <<EOF
+[server]
+listen = "$2"
+admin = "$3"
+data_dir = "$work/data"
+
+[gateway]
+access_log = false
+
+[[upstreams]]
+name = "origin"
+targets = [{ url = "http://$4" }]
+
+[auth.jwt]
+keys = [{ alg = "HS256", secret = "$5" }]
+
+[[routes]]
+name = "api"
+match = { path_prefix = "/api" }
+upstream = "origin"
+auth = "jwt"
+roles = ["user"]
+EOF
+}
+
 # wait_ready ADMIN: waits (at most about 10 s) until http://ADMIN/readyz answers.
 wait_ready() {
   for _ in $(seq 100); do

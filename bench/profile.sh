@@ -30,35 +30,10 @@ setup_work
 
 start_origin "$ORIGIN"
 
-cat > "$work/gateway.toml" <<EOF
-[server]
-listen = "$GATEWAY"
-admin = "$ADMIN"
-data_dir = "$work/data"
-
-[gateway]
-access_log = false
-
-[[upstreams]]
-name = "origin"
-targets = [{ url = "http://$ORIGIN" }]
-
-[auth.jwt]
-keys = [{ alg = "HS256", secret = "$SECRET" }]
-
-[[routes]]
-name = "api"
-match = { path_prefix = "/api" }
-upstream = "origin"
-auth = "jwt"
-roles = ["user"]
-EOF
+jwt_route_config "$work/gateway.toml" "$GATEWAY" "$ADMIN" "$ORIGIN" "$SECRET"
 component=()
 [ -n "${COMPONENT:-}" ] && component=(--component "$COMPONENT")
-EDGEGATE_PERFMAP=1 EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve \
-  --config "$work/gateway.toml" "${component[@]}" >"$work/gateway.log" 2>&1 &
-gateway=$!
-pids+=($gateway)
+EDGEGATE_PERFMAP=1 start_gateway "$work/gateway.toml" "$work/gateway.log" "${component[@]}"
 wait_ready "$ADMIN"
 token=$(target/release/edgegate token --secret "$SECRET" --sub bench --roles user --ttl-s 86400)
 curl -fs -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
@@ -70,7 +45,7 @@ taskset -c 0 wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" --latency \
 wrk_pid=$!
 sleep 1
 # shellcheck disable=SC2086
-perf record -F ${FREQ:-999} $CALLGRAPH -p "$gateway" -o "$OUT" -- sleep "$DURATION" 2>/dev/null
+perf record -F ${FREQ:-999} $CALLGRAPH -p "$gateway_pid" -o "$OUT" -- sleep "$DURATION" 2>/dev/null
 wait "$wrk_pid"
 grep -E "Requests/sec|99%" "$work/wrk.txt" >&2
 perf report -i "$OUT" --no-children --sort dso,symbol --percent-limit 0.4 --stdio 2>/dev/null | grep -v "^$" | grep -v "^#" | sed -E "s/ +/ /g; s/ - - *$//" | cut -c1-200 | head -80

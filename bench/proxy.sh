@@ -54,29 +54,7 @@ http {
 EOF
 taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" 2>/dev/null
 
-cat > "$work/gateway.toml" <<EOF
-[server]
-listen = "$GATEWAY"
-admin = "$ADMIN"
-data_dir = "$work/data"
-
-[gateway]
-access_log = false   # nginx runs with access_log off too
-
-[[upstreams]]
-name = "origin"
-targets = [{ url = "http://$ORIGIN" }]
-
-[auth.jwt]
-keys = [{ alg = "HS256", secret = "$SECRET" }]
-
-[[routes]]
-name = "api"
-match = { path_prefix = "/api" }
-upstream = "origin"
-auth = "jwt"
-roles = ["user"]
-EOF
+jwt_route_config "$work/gateway.toml" "$GATEWAY" "$ADMIN" "$ORIGIN" "$SECRET"
 start_gateway "$work/gateway.toml" "$work/gateway.log"
 targets="direct nginx edgegate"
 if [ -n "${BASELINE_COMPONENT:-}" ]; then

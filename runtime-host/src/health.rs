@@ -74,10 +74,17 @@ impl Health {
     /// reload replaces it).
     pub fn start(config: &Config, shutdown: ShutdownSignal) -> Arc<Health> {
         let health = Health::new(config);
-        if health.upstreams.iter().all(|u| u.check.is_none()) {
+        // Each probe is bounded by its own timeout; connecting never needs
+        // longer than the longest of them.
+        let Some(longest) = health
+            .upstreams
+            .iter()
+            .filter_map(|u| u.check.as_ref().map(|c| c.timeout_ms))
+            .max()
+        else {
             return health;
-        }
-        let Some(client) = probe_client() else {
+        };
+        let Some(client) = probe_client(Duration::from_millis(longest)) else {
             return health;
         };
         for (u, upstream) in health.upstreams.iter().enumerate() {
@@ -246,17 +253,10 @@ impl TargetHealth {
     }
 }
 
-fn probe_client() -> Option<ProbeClient> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+fn probe_client(connect_timeout: Duration) -> Option<ProbeClient> {
+    let connector = crate::outbound::connector(connect_timeout)
         .inspect_err(|e| tracing::error!("health checks disabled: TLS set-up failed: {e}"))
-        .ok()?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        .ok()?;
     Some(Client::builder(TokioExecutor::new()).build(connector))
 }
 

@@ -18,6 +18,8 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
+type ExportClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// Spans waiting for export; more are dropped.
 const QUEUE: usize = 8192;
 /// Spans per export request.
@@ -88,10 +90,14 @@ impl Spans {
 }
 
 async fn run(mut rx: mpsc::Receiver<Message>, url: String, service: String, timeout: Duration) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(timeout));
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let connector = match crate::outbound::connector(timeout) {
+        Ok(connector) => connector,
+        Err(e) => {
+            tracing::error!("span export disabled: TLS set-up failed: {e}");
+            return;
+        }
+    };
+    let client: ExportClient = Client::builder(TokioExecutor::new()).build(connector);
     let mut batch = Vec::with_capacity(BATCH);
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
@@ -120,7 +126,7 @@ async fn run(mut rx: mpsc::Receiver<Message>, url: String, service: String, time
 }
 
 async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &ExportClient,
     url: &str,
     service: &str,
     batch: &mut Vec<Span>,

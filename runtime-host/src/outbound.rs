@@ -33,6 +33,24 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Host names under this suffix address Durable Objects.
 pub const DURABLE_OBJECT_SUFFIX: &str = ".do.edgegate.internal";
 
+/// The host's connector for `http` and `https` (Mozilla roots) origins:
+/// `TCP_NODELAY`, TCP keep-alive, connects bounded by `connect_timeout`.
+/// Shared by the guests' client, health probes and span export.
+pub fn connector(
+    connect_timeout: Duration,
+) -> Result<HttpsConnector<HttpConnector>, rustls::Error> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
 /// The shared outbound client.
 pub struct Outbound {
     client: Client<HttpsConnector<HttpConnector>, WasiBody>,
@@ -44,16 +62,7 @@ impl Outbound {
     /// A client for `http` and `https` (Mozilla roots) origins; requests to
     /// Durable Objects go to `objects`.
     pub fn new(objects: Option<Arc<Objects>>) -> Result<Outbound, rustls::Error> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(DEFAULT_CONNECT_TIMEOUT));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = connector(DEFAULT_CONNECT_TIMEOUT)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)

@@ -110,7 +110,7 @@ pub async fn watch(
 }
 
 fn apply(old: &Loaded, new: &Loaded, live: &Live, access: &AccessLog, shutdown: &ShutdownSignal) {
-    if format!("{:?}", old.config.server) != format!("{:?}", new.config.server) {
+    if old.config.server != new.config.server {
         tracing::warn!("[server] changed: listeners, limits and storage change on restart only");
     }
     let guests = Arc::new(live.current().guests.with_env(guest_env(new)));

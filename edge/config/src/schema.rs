@@ -40,7 +40,7 @@ pub struct Config {
 }
 
 /// `[server]`: runtime-host only.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     /// Public listener address.
@@ -68,7 +68,7 @@ pub struct Server {
 }
 
 /// `[server.otlp]`: where `edgegate serve` sends trace spans.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Otlp {
     /// OTLP/HTTP collector base URL (`http://127.0.0.1:4318`); spans go to
