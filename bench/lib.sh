@@ -39,6 +39,31 @@ start_origin() {
   pids+=($!)
 }
 
+# start_nginx LISTEN ORIGIN: nginx `proxy_pass` to ORIGIN on core 1, the
+# baseline of the proxy benchmarks: one worker, upstream keep-alive, no
+# access log, no auth.
+start_nginx() {
+  cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream origin { server $2; keepalive 128; }
+  server {
+    listen $1;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+  taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" 2>/dev/null
+}
+
 # start_gateway CONFIG LOG [ARGS...]: `edgegate serve` on core 1 with its
 # output in LOG; its pid is left in $gateway_pid.
 start_gateway() {
@@ -76,6 +101,29 @@ match = { path_prefix = "/api" }
 upstream = "origin"
 auth = "jwt"
 roles = ["user"]
+EOF
+}
+
+# rate_limited_route_config: a route block to append to jwt_route_config's
+# file: /limited, the same JWT route plus a per-user sliding-window rate limit
+# (a Durable Object per user) high enough never to refuse.
+rate_limited_route_config() {
+  cat <<EOF
+
+[[rate_limits]]
+name = "per-user"
+algorithm = "sliding_window"
+key = "user"
+limit = 1000000000000
+period_s = 60
+
+[[routes]]
+name = "limited"
+match = { path_prefix = "/limited" }
+upstream = "origin"
+auth = "jwt"
+roles = ["user"]
+rate_limits = ["per-user"]
 EOF
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side proxy benchmark, one run: the origin directly, nginx
-# `proxy_pass` (no auth), and edgegate on a JWT (HS256) route, all in front of
-# the same loopback origin. The origin and the load generator share core 0;
+# `proxy_pass` (no auth), edgegate on a JWT (HS256) route and edgegate on a
+# JWT + rate-limited route (a per-user sliding window held by a Durable
+# Object), all in front of the same loopback origin. The origin and the load generator share core 0;
 # the proxy under test gets core 1. Each target is measured ROUNDS times,
 # interleaved, and the medians are printed as a Markdown table.
 #
@@ -34,29 +35,12 @@ setup_work
 
 start_origin "$ORIGIN"
 
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream origin { server $ORIGIN; keepalive 128; }
-  server {
-    listen $NGINX;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-EOF
-taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" 2>/dev/null
+start_nginx "$NGINX" "$ORIGIN"
 
 jwt_route_config "$work/gateway.toml" "$GATEWAY" "$ADMIN" "$ORIGIN" "$SECRET"
+rate_limited_route_config >>"$work/gateway.toml"
 start_gateway "$work/gateway.toml" "$work/gateway.log"
-targets="direct nginx edgegate"
+targets="direct nginx edgegate edgegate-limited"
 if [ -n "${BASELINE_COMPONENT:-}" ]; then
   sed -e "s/$GATEWAY/$BASELINE/; s/$ADMIN/$BASELINE_ADMIN/; s#$work/data#$work/data-baseline#" \
     "$work/gateway.toml" >"$work/baseline.toml"
@@ -83,11 +67,13 @@ run() { # name url [header]
 # Warm every path once (connection pools, compiled code).
 curl -fs "http://$NGINX/api/x" >/dev/null
 curl -fs -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
+curl -fs -H "authorization: Bearer $token" "http://$GATEWAY/limited/x" >/dev/null
 [ -n "${BASELINE_COMPONENT:-}" ] && curl -fs -H "authorization: Bearer $token" "http://$BASELINE/api/x" >/dev/null
 for _ in $(seq "$ROUNDS"); do
   run direct "http://$ORIGIN/api/x"
   run nginx "http://$NGINX/api/x"
   run edgegate "http://$GATEWAY/api/x" "authorization: Bearer $token"
+  run edgegate-limited "http://$GATEWAY/limited/x" "authorization: Bearer $token"
   if [ -n "${BASELINE_COMPONENT:-}" ]; then
     run edgegate-baseline "http://$BASELINE/api/x" "authorization: Bearer $token"
   fi

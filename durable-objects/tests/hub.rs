@@ -116,10 +116,18 @@ fn upgrade_needs_a_user() {
 }
 
 #[test]
-fn accepts_with_user_tag_and_registers_ping_auto_response() {
+fn accepts_with_user_and_connection_tags_and_registers_ping_auto_response() {
     let h = Harness::new();
     let alice = h.connect("alice");
-    assert_eq!(alice.tags(), ["user:alice"]);
+    let again = h.connect("alice");
+    let (tags, other) = (alice.tags(), again.tags());
+    assert_eq!(tags[0], "user:alice");
+    assert_eq!(other[0], "user:alice");
+    // Each connection also has a tag of its own.
+    assert!(tags[1].starts_with("cid:"), "{tags:?}");
+    assert!(other[1].starts_with("cid:"), "{other:?}");
+    assert_ne!(tags[1], other[1]);
+    assert_eq!(tags.len(), 2);
     assert!(alice.attachment().is_some());
     assert_eq!(
         h.state.auto_response(),

@@ -7,7 +7,11 @@
 //! waits on I/O (its run ends: the count restarts), or the epoch callback
 //! asked it to yield so other requests get the worker thread (its run goes
 //! on). Counting poll time rather than epoch ticks keeps the limit exact when
-//! a yielded guest waits in a busy scheduler queue.
+//! a yielded guest waits in a busy scheduler queue. From the first epoch
+//! check of a poll on, the thread's CPU clock is counted instead of the
+//! wall clock, so a long run on a busy machine (the thread descheduled in
+//! the middle of a poll) is not charged for other processes' time; short
+//! polls never read that clock.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,6 +42,9 @@ pub struct CpuMeter {
 struct State {
     /// When the poll in progress started.
     poll_started: Option<Instant>,
+    /// Set at the first epoch check of the poll in progress: the thread's
+    /// CPU clock then and the poll's wall time until then.
+    mark: Option<(Duration, Duration)>,
     /// Run time accumulated over earlier polls of the current run.
     ran: Duration,
     /// The epoch callback asked for a yield during the poll in progress.
@@ -87,7 +94,7 @@ impl CpuMeter {
 
     fn check(&self, can_yield: bool) -> wasmtime::Result<UpdateDeadline> {
         let mut state = self.lock();
-        let ran = state.ran + state.poll_started.map_or(Duration::ZERO, |t| t.elapsed());
+        let ran = state.ran + state.poll_time(true);
         if ran >= self.limit {
             state.tripped = true;
             return Err(wasmtime::Error::new(CpuLimitExceeded {
@@ -103,15 +110,16 @@ impl CpuMeter {
     }
 
     fn enter(&self) {
-        self.lock().poll_started = Some(Instant::now());
+        let mut state = self.lock();
+        state.poll_started = Some(Instant::now());
+        state.mark = None;
     }
 
     fn leave(&self, pending: bool) {
         let mut state = self.lock();
-        let elapsed = state
-            .poll_started
-            .take()
-            .map_or(Duration::ZERO, |t| t.elapsed());
+        let elapsed = state.poll_time(false);
+        state.poll_started = None;
+        state.mark = None;
         if pending && !state.yield_requested {
             // Blocked on host I/O: the continuous run is over.
             state.ran = Duration::ZERO;
@@ -125,6 +133,37 @@ impl CpuMeter {
         // The state stays consistent even if a holder panicked.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+impl State {
+    /// Run time of the poll in progress: wall time until its mark, then
+    /// the thread's CPU time. `set_mark` sets the mark if there is none.
+    fn poll_time(&mut self, set_mark: bool) -> Duration {
+        let Some(started) = self.poll_started else {
+            return Duration::ZERO;
+        };
+        if let Some((cpu_at_mark, wall_at_mark)) = self.mark
+            && let Some(cpu) = thread_cpu_time()
+        {
+            return wall_at_mark + cpu.saturating_sub(cpu_at_mark);
+        }
+        let wall = started.elapsed();
+        if set_mark && self.mark.is_none() {
+            self.mark = thread_cpu_time().map(|cpu| (cpu, wall));
+        }
+        wall
+    }
+}
+
+/// CPU time the calling thread has used, if the OS tells.
+fn thread_cpu_time() -> Option<Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
+    ok.then(|| Duration::new(now.tv_sec as u64, now.tv_nsec as u32))
 }
 
 /// Runs `future` (a guest call) under `meter`.
@@ -157,6 +196,15 @@ impl<F: Future> Future for Metered<F> {
 mod tests {
     use super::*;
 
+    /// Keeps the thread busy until it has used `time` of CPU (however
+    /// long that takes on a busy machine).
+    fn spin(time: Duration) {
+        let started = thread_cpu_time().unwrap();
+        while thread_cpu_time().unwrap() - started < time {
+            std::hint::spin_loop();
+        }
+    }
+
     #[test]
     fn yields_below_limit_and_trips_above() {
         let meter = CpuMeter::new(Duration::from_millis(200));
@@ -165,11 +213,23 @@ mod tests {
             meter.on_epoch_deadline().unwrap(),
             UpdateDeadline::Yield(1)
         ));
-        std::thread::sleep(Duration::from_millis(210));
+        spin(Duration::from_millis(210));
         assert!(meter.on_epoch_deadline().is_err());
         assert!(meter.tripped());
         meter.reset();
         assert!(!meter.tripped());
+    }
+
+    #[test]
+    fn time_the_thread_does_not_run_is_not_counted() {
+        let meter = CpuMeter::new(Duration::from_millis(100));
+        meter.enter();
+        assert!(meter.on_epoch_deadline().is_ok());
+        // Descheduled (here: asleep) in the middle of a poll.
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(meter.on_epoch_deadline().is_ok());
+        spin(Duration::from_millis(110));
+        assert!(meter.on_epoch_deadline().is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod pool;
 mod redis_link;
 mod reload;
 mod respond;
+mod rlimit;
 mod serve;
 mod server;
 mod settings;
@@ -37,7 +38,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command.unwrap_or(Command::Serve(cli.serve)) {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => {
+            rlimit::raise_nofile_limit();
+            serve::run(args)
+        }
         Command::Check(args) => check(&args),
         Command::Token(args) => mint(args),
     }

@@ -84,6 +84,7 @@ pub struct Metrics {
     object_evictions: Counter,
     object_start: Histogram,
     instantiation: Histogram,
+    edge_latency: Histogram,
     reloads: Family<Outcome, Counter>,
     upstream_health: Family<TargetLabel, Gauge>,
 }
@@ -150,6 +151,8 @@ impl Metrics {
             object_evictions: Counter::default(),
             object_start: Histogram::new(exponential_buckets(0.00001, 2.0, 16)),
             instantiation: latency(),
+            // 5 µs to ~60 ms in steps of 25%, fine enough to read a median.
+            edge_latency: Histogram::new(exponential_buckets(0.000005, 1.25, 43)),
             reloads: Family::default(),
             upstream_health: Family::default(),
         };
@@ -223,6 +226,12 @@ impl Metrics {
             "instantiation_duration_seconds",
             "Time to create an edge instance",
             m.instantiation.clone(),
+        );
+        registry.register(
+            "edge_latency_seconds",
+            "Time the gateway itself spends on a request before calling its upstream \
+             (or answering itself): instance checkout, authentication, rate limits, routing",
+            m.edge_latency.clone(),
         );
         registry.register(
             "config_reloads",
@@ -332,6 +341,11 @@ impl Metrics {
     /// An edge instance was created in `took`.
     pub fn instantiated(&self, took: Duration) {
         self.instantiation.observe(took.as_secs_f64());
+    }
+
+    /// The edge took `took` to decide a request (see [`crate::pool::EdgeClock`]).
+    pub fn edge_latency(&self, took: Duration) {
+        self.edge_latency.observe(took.as_secs_f64());
     }
 
     /// A configuration reload was applied (`true`) or rejected.

@@ -21,6 +21,7 @@ use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::objects::{Objects, dispatch};
+use crate::pool::EdgeClock;
 use crate::redis_link::{self, Redis};
 
 /// Idle keep-alive connections are closed after this long.
@@ -334,12 +335,17 @@ impl Body for TimedBody {
 /// shared [`Outbound`] client.
 pub struct OutboundHooks {
     outbound: Arc<Outbound>,
+    /// The request being served; stopped by its first call to an origin.
+    pub clock: Option<EdgeClock>,
 }
 
 impl OutboundHooks {
     /// Hooks sending through `outbound`.
     pub fn new(outbound: Arc<Outbound>) -> OutboundHooks {
-        OutboundHooks { outbound }
+        OutboundHooks {
+            outbound,
+            clock: None,
+        }
     }
 }
 
@@ -355,6 +361,14 @@ impl WasiHttpHooks for OutboundHooks {
         // The client drives connections itself; there is no per-request I/O
         // task whose outcome would need reporting.
         drop(fut);
+        // Object and Redis calls (rate limits) are part of the edge's own
+        // work; the first call to an origin ends it.
+        if !is_durable_object(request.uri())
+            && !redis_link::is_redis(request.uri())
+            && let Some(clock) = self.clock.take()
+        {
+            clock.stop();
+        }
         let outbound = Arc::clone(&self.outbound);
         Box::new(async move {
             let response = outbound.send(request, options).await?;

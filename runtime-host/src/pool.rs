@@ -7,8 +7,9 @@
 //! written its whole response body, so an instance whose call returned `Ok`
 //! is idle and can serve again. Traps and limit hits discard the instance.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use edgegate_problem::Problem;
 use hyper::body::Incoming;
@@ -133,6 +134,27 @@ impl ReplySlot {
     }
 }
 
+/// The gateway's own time on one request, from its arrival at the pool to
+/// the edge's first call to an origin or its response head, whichever comes
+/// first (`edgegate_edge_latency_seconds`): instance checkout or creation,
+/// authentication, rate limits and routing, without the upstream's time.
+#[derive(Clone)]
+pub struct EdgeClock(Arc<(Instant, AtomicBool)>);
+
+impl EdgeClock {
+    fn start() -> EdgeClock {
+        EdgeClock(Arc::new((Instant::now(), AtomicBool::new(false))))
+    }
+
+    /// Records the time since the start, once; later calls do nothing.
+    pub fn stop(&self) {
+        let (started, stopped) = &*self.0;
+        if !stopped.swap(true, Ordering::Relaxed) {
+            metrics::get().edge_latency(started.elapsed());
+        }
+    }
+}
+
 /// Store data of one instance.
 pub struct HostState {
     wasi: WasiCtx,
@@ -214,14 +236,15 @@ impl Guests {
     /// response head (its body streams on) or failed.
     pub async fn handle(self: &Arc<Self>, request: hyper::Request<Incoming>) -> Reply {
         let (slot, answer) = ReplySlot::new();
+        let clock = EdgeClock::start();
         let guests = Arc::clone(self);
         // Its own task: a guest call must run to its end even when the
         // client goes away, or the instance would be left mid-call.
-        tokio::spawn(async move { guests.run(request, slot).await });
+        tokio::spawn(async move { guests.run(request, slot, clock).await });
         answer.await.unwrap_or(Err(GuestFailure::NoResponse))
     }
 
-    async fn run(&self, request: hyper::Request<Incoming>, slot: ReplySlot) {
+    async fn run(&self, request: hyper::Request<Incoming>, slot: ReplySlot, clock: EdgeClock) {
         let mut instance = match self.checkout().await {
             Ok(instance) => instance,
             Err(failure) => {
@@ -231,7 +254,7 @@ impl Guests {
                 return;
             }
         };
-        match self.call(&mut instance, request, slot.clone()).await {
+        match self.call(&mut instance, request, slot.clone(), clock).await {
             Ok(()) => {
                 if slot.send(Err(GuestFailure::NoResponse)) {
                     tracing::warn!("edge component returned without a response");
@@ -319,11 +342,13 @@ impl Guests {
         instance: &mut Instance,
         request: hyper::Request<Incoming>,
         slot: ReplySlot,
+        clock: EdgeClock,
     ) -> Result<(), GuestFailure> {
         let meter = Arc::clone(&instance.store.data().meter);
         meter.reset();
         instance.store.set_epoch_deadline(1);
         instance.served += 1;
+        instance.store.data_mut().hooks.clock = Some(clock.clone());
 
         let mut http = instance.store.data_mut().http();
         let request = http
@@ -331,6 +356,7 @@ impl Guests {
             .map_err(|e| GuestFailure::trap("incoming request", &e))?;
         let out = http
             .new_response_outparam_from_callback(move |response| {
+                clock.stop();
                 slot.send(response.map_err(|code| GuestFailure::ErrorCode(format!("{code:?}"))));
             })
             .map_err(|e| GuestFailure::trap("response outparam", &e))?;

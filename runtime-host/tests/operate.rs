@@ -132,6 +132,30 @@ fn metrics_count_even_with_the_access_log_off() {
     assert!(!gw.output().contains(r#""route":"all""#));
 }
 
+#[test]
+fn edge_latency_leaves_out_the_upstream() {
+    let origin = Origin::start(Behaviour::Slow(Duration::from_millis(300)));
+    let gw = Gateway::start(&support::config_with_upstream(&origin.url(), ""));
+    for _ in 0..2 {
+        assert_eq!(gw.get("/").status, 200);
+    }
+    let text = metrics(&gw);
+    let total = series(
+        &text,
+        r#"edgegate_request_duration_seconds_sum{route="all"}"#,
+    )
+    .unwrap();
+    let edge = series(&text, "edgegate_edge_latency_seconds_sum").unwrap();
+    assert_eq!(
+        series(&text, "edgegate_edge_latency_seconds_count"),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(total >= 0.6, "{text}");
+    // The origin's 300 ms per request are not the gateway's.
+    assert!(edge < 0.1, "edge latency {edge} s of {total} s in total");
+}
+
 /// Routes `/a` (and `/b` when `with_b`) to `origin`.
 fn two_routes(origin: &str, with_b: bool) -> String {
     let mut config = format!(

@@ -31,6 +31,12 @@ pub(crate) fn user_tag(user: &str) -> String {
     format!("user:{user}")
 }
 
+/// Tag of the one socket of connection `cid`: finding a just-accepted
+/// socket must not read the attachment of every socket of its user.
+pub(crate) fn connection_tag(cid: u64) -> String {
+    format!("cid:{cid}")
+}
+
 /// One connection.
 #[derive(Debug)]
 pub(crate) struct Conn<W> {
@@ -263,8 +269,8 @@ impl<W: WebSocket> Index<W> {
         Some((header.cid, first))
     }
 
-    /// Finds the sockets of pending connections (by their user's tag, so
-    /// only a few attachments are read) and forgets those the platform
+    /// Finds the sockets of pending connections (by their connection tag,
+    /// so one attachment is read per connection) and forgets those the platform
     /// still does not show after [`ACCEPT_GRACE_MS`]; returns the users who
     /// thereby left.
     pub(crate) fn resolve_pending<S: State<Socket = W>>(
@@ -281,7 +287,7 @@ impl<W: WebSocket> Index<W> {
                 continue;
             };
             let found = state
-                .get_websockets(Some(&user_tag(&conn.user)))
+                .get_websockets(Some(&connection_tag(cid)))
                 .into_iter()
                 .find(|s| {
                     s.attachment()

@@ -33,7 +33,7 @@ use crate::response;
 use crate::state::{Message, State, StorageError, WebSocket};
 
 pub use attachment::MAX_ATTACHMENT_BYTES;
-use index::{Conn, Index, user_tag};
+use index::{Conn, Index, connection_tag, user_tag};
 use peers::{ANNOUNCE_MS, Incoming};
 use protocol::{ClientMessage, ErrorCode, PING, PONG, ServerMessage};
 pub use upgrade::{
@@ -177,7 +177,7 @@ impl<W: WebSocket> Hub<W> {
             index.user_joined(&user, Some(cid));
         }
         FetchOutcome::AcceptWebSocket {
-            tags: vec![user_tag(&user)],
+            tags: vec![user_tag(&user), connection_tag(cid)],
             attachment,
         }
     }

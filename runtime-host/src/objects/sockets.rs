@@ -8,7 +8,7 @@
 //! socket's bounded outgoing queue. A client too slow to keep that queue
 //! from filling is closed with 1008 rather than buffered without bound.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -199,24 +199,66 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// has sockets, across evictions of its instance.
 #[derive(Default)]
 pub struct ObjectSockets {
-    sockets: Mutex<BTreeMap<u64, Arc<Socket>>>,
+    sockets: Mutex<SocketTable>,
     auto_response: RwLock<Option<(String, String)>>,
+}
+
+/// Sockets by id and by tag: a hub asks for the sockets of one tag on most
+/// events, which must not cost a walk over thousands of sockets.
+#[derive(Default)]
+struct SocketTable {
+    by_id: BTreeMap<u64, Arc<Socket>>,
+    by_tag: HashMap<String, BTreeSet<u64>>,
+}
+
+impl SocketTable {
+    fn insert(&mut self, socket: Arc<Socket>) {
+        for tag in &socket.tags {
+            self.by_tag
+                .entry(tag.clone())
+                .or_default()
+                .insert(socket.id);
+        }
+        self.by_id.insert(socket.id, socket);
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(socket) = self.by_id.remove(&id) else {
+            return;
+        };
+        for tag in &socket.tags {
+            if let Some(ids) = self.by_tag.get_mut(tag) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_tag.remove(tag);
+                }
+            }
+        }
+    }
 }
 
 impl ObjectSockets {
     /// Open sockets, all or those tagged `tag`, by id.
     pub fn open_ids(&self, tag: Option<&str>) -> Vec<u64> {
-        lock(&self.sockets)
-            .values()
-            .filter(|s| s.is_open())
-            .filter(|s| tag.is_none_or(|t| s.tags.iter().any(|have| have == t)))
-            .map(|s| s.id)
-            .collect()
+        let table = lock(&self.sockets);
+        let open = |socket: &&Arc<Socket>| socket.is_open();
+        match tag {
+            None => table.by_id.values().filter(open).map(|s| s.id).collect(),
+            Some(tag) => table
+                .by_tag
+                .get(tag)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| table.by_id.get(id))
+                .filter(open)
+                .map(|s| s.id)
+                .collect(),
+        }
     }
 
     /// The socket `id`, if it belongs to this object.
     pub fn get(&self, id: u64) -> Option<Arc<Socket>> {
-        lock(&self.sockets).get(&id).cloned()
+        lock(&self.sockets).by_id.get(&id).cloned()
     }
 
     /// Sets the text request the host answers by itself.
@@ -235,7 +277,7 @@ impl ObjectSockets {
     }
 
     fn is_empty(&self) -> bool {
-        lock(&self.sockets).is_empty()
+        lock(&self.sockets).by_id.is_empty()
     }
 }
 
@@ -329,7 +371,7 @@ impl Sockets {
             max_message,
         ));
         *slot = Some(Arc::clone(&socket));
-        lock(&table.sockets).insert(id, Arc::clone(&socket));
+        lock(&table.sockets).insert(Arc::clone(&socket));
         lock(&self.live).insert(id, Arc::clone(&socket));
         crate::metrics::get().websocket(true);
         Some(socket)
@@ -347,7 +389,7 @@ impl Sockets {
         }
         let table = lock(&self.objects).get(&socket.owner).cloned();
         if let Some(table) = table {
-            lock(&table.sockets).remove(&socket.id);
+            lock(&table.sockets).remove(socket.id);
             drop(table);
             self.release(&socket.owner);
         }
@@ -634,6 +676,27 @@ mod tests {
         drop(table);
         sockets.remove(&socket);
         assert!(lock(&sockets.objects).is_empty());
+    }
+
+    #[test]
+    fn sockets_are_listed_by_each_of_their_tags_until_removed() {
+        let sockets = Sockets::default();
+        let table = sockets.of(&key());
+        let accept = |tags: &[&str]| {
+            let upgrade = sockets.begin_upgrade();
+            let tags = tags.iter().map(|t| t.to_string()).collect();
+            sockets
+                .accept(&upgrade, &key(), &table, tags, vec![], 10)
+                .unwrap()
+        };
+        let one = accept(&["user:a", "cid:1"]);
+        let two = accept(&["user:a", "cid:2"]);
+        assert_eq!(table.open_ids(Some("user:a")), vec![one.id, two.id]);
+        assert_eq!(table.open_ids(Some("cid:2")), vec![two.id]);
+        sockets.remove(&one);
+        assert_eq!(table.open_ids(Some("user:a")), vec![two.id]);
+        assert!(table.open_ids(Some("cid:1")).is_empty());
+        assert!(!lock(&table.sockets).by_tag.contains_key("cid:1"));
     }
 
     #[test]
