@@ -7,11 +7,12 @@
 //! waits on I/O (its run ends: the count restarts), or the epoch callback
 //! asked it to yield so other requests get the worker thread (its run goes
 //! on). Counting poll time rather than epoch ticks keeps the limit exact when
-//! a yielded guest waits in a busy scheduler queue. From the first epoch
-//! check of a poll on, the thread's CPU clock is counted instead of the
+//! a yielded guest waits in a busy scheduler queue. Once a poll has lasted
+//! [`CPU_CLOCK_AFTER`], the thread's CPU clock is counted instead of the
 //! wall clock, so a long run on a busy machine (the thread descheduled in
-//! the middle of a poll) is not charged for other processes' time; short
-//! polls never read that clock.
+//! the middle of a poll) is not charged for other processes' time; the
+//! short polls of ordinary requests never pay for reading that clock (a
+//! system call).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use wasmtime::UpdateDeadline;
+
+/// Wall time of a poll after which its run time is read from the thread's
+/// CPU clock.
+const CPU_CLOCK_AFTER: Duration = Duration::from_millis(20);
 
 /// The guest ran longer than the limit without blocking.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -42,8 +47,9 @@ pub struct CpuMeter {
 struct State {
     /// When the poll in progress started.
     poll_started: Option<Instant>,
-    /// Set at the first epoch check of the poll in progress: the thread's
-    /// CPU clock then and the poll's wall time until then.
+    /// Set at the first epoch check past [`CPU_CLOCK_AFTER`] of the poll in
+    /// progress: the thread's CPU clock then and the poll's wall time until
+    /// then.
     mark: Option<(Duration, Duration)>,
     /// Run time accumulated over earlier polls of the current run.
     ran: Duration,
@@ -148,7 +154,7 @@ impl State {
             return wall_at_mark + cpu.saturating_sub(cpu_at_mark);
         }
         let wall = started.elapsed();
-        if set_mark && self.mark.is_none() {
+        if set_mark && self.mark.is_none() && wall >= CPU_CLOCK_AFTER {
             self.mark = thread_cpu_time().map(|cpu| (cpu, wall));
         }
         wall
@@ -222,13 +228,14 @@ mod tests {
 
     #[test]
     fn time_the_thread_does_not_run_is_not_counted() {
-        let meter = CpuMeter::new(Duration::from_millis(100));
+        let meter = CpuMeter::new(Duration::from_millis(300));
         meter.enter();
+        spin(CPU_CLOCK_AFTER + Duration::from_millis(5));
         assert!(meter.on_epoch_deadline().is_ok());
         // Descheduled (here: asleep) in the middle of a poll.
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(350));
         assert!(meter.on_epoch_deadline().is_ok());
-        spin(Duration::from_millis(110));
+        spin(Duration::from_millis(280));
         assert!(meter.on_epoch_deadline().is_err());
     }
 
