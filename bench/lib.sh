@@ -162,8 +162,13 @@ to_ms() { # wrk prints 1.23ms / 456.00us / 1.20s
 # median: the median of the numbers on stdin, one a line.
 median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
 
-# rss_mib PID: the resident set size of PID in MiB.
-rss_mib() { echo $(( $(awk '/VmRSS/ {print $2}' "/proc/$1/status") / 1024 )); }
+# cpu_ticks PID: user + system CPU time of PID, in clock ticks
+# (`getconf CLK_TCK` a second).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# rss_kib PID / rss_mib PID: the resident set size of PID in KiB / MiB.
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rss_mib() { echo $(( $(rss_kib "$1") / 1024 )); }
 
 # machine: "<cores> cores, <cpu model>".
 machine() {

@@ -59,21 +59,18 @@ quantile() {
     }'
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$gateway_pid/stat"; }
-
 for path in /api/x /limited/x; do
   curl -fs -H "authorization: Bearer $token" "http://$GATEWAY$path" >/dev/null
 done
 for _ in $(seq "$ROUNDS"); do
   for path in /api/x /limited/x; do
     buckets "$work/before"
-    c0=$(cpu_ticks)
+    c0=$(cpu_ticks "$gateway_pid")
     out=$(wrk_latency -H "authorization: Bearer $token" "http://$GATEWAY$path")
-    c1=$(cpu_ticks)
+    c1=$(cpu_ticks "$gateway_pid")
     buckets "$work/after"
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    ticks_per_s=$(getconf CLK_TCK)
-    cpu_us=$(awk -v t=$((c1 - c0)) -v r="$requests" -v hz="$ticks_per_s" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
+    cpu_us=$(awk -v t=$((c1 - c0)) -v r="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
     echo "$path $(quantile 0.5 "$work/before" "$work/after") $(quantile 0.99 "$work/before" "$work/after") $cpu_us $(wrk_figures "$out")" >>"$work/results"
   done
 done

@@ -86,10 +86,6 @@ mint() {
 room_tokens=$(for u in $(seq "$ROOM_SIZE"); do mint "user-$u"; done | tr '\n' ' ')
 broadcast_token=$(mint subscriber)
 
-# cpu_ticks PID: user + system CPU time of PID, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# rss_kib PID: resident set size in KiB.
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # metric NAME: a value from the gateway's /metrics.
 metric() {
   curl -fs "http://$ADMIN/metrics" | awk -v n="$1" '$1 == n {print $2}'
