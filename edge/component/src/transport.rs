@@ -22,7 +22,6 @@ use wasip2::http::types::{
     Method as WasiMethod, OutgoingBody, OutgoingRequest, OutgoingResponse, RequestOptions,
     ResponseOutparam, Scheme as WasiScheme,
 };
-use wasip2::io::poll::Pollable;
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 use wstd::io::AsyncPollable;
 
@@ -209,26 +208,16 @@ impl Incoming {
         let Incoming { stream, body } = self;
         drop(stream);
         let future: FutureTrailers = IncomingBody::finish(body);
-        resolved(future.subscribe(), || future.get(), "trailers").await
-    }
-}
-
-/// The value of a WASI `future-*` resource (whose `subscribe` gave
-/// `ready`): waits, then takes it. `get` answers only once the future was
-/// polled as ready; `what` names it in errors.
-async fn resolved<T>(
-    ready: Pollable,
-    get: impl FnOnce() -> Option<Result<Result<T, ErrorCode>, ()>>,
-    what: &str,
-) -> Result<T, Failure> {
-    AsyncPollable::new(ready).wait_for().await;
-    match get() {
-        Some(Ok(Ok(value))) => Ok(value),
-        Some(Ok(Err(code))) => Err(Failure::Code(code)),
-        Some(Err(())) => Err(Failure::Other(format!("{what} already taken"))),
-        None => Err(Failure::Other(format!(
-            "{what} not ready when polled ready"
-        ))),
+        // `get` answers only once the future was polled as ready.
+        AsyncPollable::new(future.subscribe()).wait_for().await;
+        match future.get() {
+            Some(Ok(Ok(trailers))) => Ok(trailers),
+            Some(Ok(Err(code))) => Err(Failure::Code(code)),
+            Some(Err(())) => Err(Failure::Other("trailers already taken".into())),
+            None => Err(Failure::Other(
+                "trailers not ready when polled ready".into(),
+            )),
+        }
     }
 }
 
@@ -477,7 +466,15 @@ pub async fn send(
 
     let pending = outgoing_handler::handle(wasi_request, Some(options)).map_err(Failure::Code)?;
     let ((), response) = futures_lite::future::try_zip(body.send(wasi_body), async move {
-        response_from_wasi(resolved(pending.subscribe(), || pending.get(), "response").await?)
+        AsyncPollable::new(pending.subscribe()).wait_for().await;
+        match pending.get() {
+            Some(Ok(Ok(response))) => response_from_wasi(response),
+            Some(Ok(Err(code))) => Err(Failure::Code(code)),
+            Some(Err(())) => Err(Failure::Other("response already taken".into())),
+            None => Err(Failure::Other(
+                "response not ready when polled ready".into(),
+            )),
+        }
     })
     .await?;
     Ok(response)
