@@ -120,7 +120,10 @@ impl RateLimiter {
         }
     }
 
-    /// Decides one check and stores the new state before returning.
+    /// Decides one check and stores the new state before returning. The
+    /// answer need not wait for the write to be durable: a crash may forget
+    /// the last few admissions (the key then admits a little more), a trade
+    /// rate limiters make for latency; the live object's count stays exact.
     pub async fn check<S: State>(
         &self,
         state: &S,
@@ -143,7 +146,10 @@ impl RateLimiter {
             // Cache first: an event interleaved with the write below must
             // count from the new state.
             *self.cache.borrow_mut() = Some(Some(record));
-            state.storage().put(STATE_KEY, record.encode()).await?;
+            state
+                .storage()
+                .put_unconfirmed(STATE_KEY, record.encode())
+                .await?;
             self.ensure_alarm(state, record.idle_at_ms).await;
         }
         Ok(decision)

@@ -79,6 +79,10 @@ impl Storage for HostStorage {
         storage::put(key, &value).map_err(storage_error)
     }
 
+    async fn put_unconfirmed(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {
+        storage::put_unconfirmed(key, &value).map_err(storage_error)
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         storage::delete(key).map_err(storage_error)
     }

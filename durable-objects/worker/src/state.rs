@@ -113,6 +113,21 @@ impl Storage for CfStorage {
         Ok(())
     }
 
+    async fn put_unconfirmed(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {
+        let options = Object::new();
+        Reflect::set(&options, &"allowUnconfirmed".into(), &JsValue::TRUE)
+            .map_err(storage_error)?;
+        let promise = self.raw().unchecked_ref::<PutWithOptions>().put(
+            key,
+            Uint8Array::from(&value[..]).into(),
+            &options,
+        );
+        await_promise(promise)
+            .await
+            .map_err(|e| too_large_for(e, key))?;
+        Ok(())
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StorageError> {
         let existed = await_promise(self.raw().delete(key)).await?;
         Ok(existed.as_bool().unwrap_or(false))
@@ -218,6 +233,22 @@ impl WebSocket for CfSocket {
 }
 
 /// Awaits a storage call, which may also throw before giving a promise.
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The storage seen through `put(key, value, options)`, which
+    /// worker-sys does not bind.
+    #[wasm_bindgen(extends = Object)]
+    type PutWithOptions;
+
+    #[wasm_bindgen(method, catch)]
+    fn put(
+        this: &PutWithOptions,
+        key: &str,
+        value: JsValue,
+        options: &Object,
+    ) -> Result<Promise, JsValue>;
+}
+
 async fn await_promise(promise: Result<Promise, JsValue>) -> Result<JsValue, StorageError> {
     JsFuture::from(promise.map_err(storage_error)?)
         .await

@@ -3,9 +3,9 @@
 //! writes go to the class writer; its response and messages are released,
 //! in event order, only once those writes are committed (the output gate):
 //! the writer thread releases them right after the commit. An event that
-//! wrote nothing is released at once when nothing is in flight, else after
-//! the events before it. Later events do not wait for a commit: they see
-//! the pending writes.
+//! wrote nothing, or only `put-unconfirmed`, is released at once when
+//! nothing is in flight, else after the events before it. Later events do
+//! not wait for a commit: they see the pending writes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -26,50 +26,62 @@ struct Progress {
     committed: AtomicU64,
     /// Highest instance generation whose writes failed to commit.
     failed_generation: AtomicU64,
-    /// Events handed to the writer and not released yet.
+    /// Commits handed to the writer and not done yet.
     in_flight: AtomicUsize,
     /// Signalled when `in_flight` drops to zero.
     drained: Notify,
 }
 
-/// What an event lets out once its writes are committed.
-struct Release {
-    objects: Arc<Objects>,
+/// A commit of the object's writes up to event `seq`.
+struct Commit {
     key: ObjectKey,
     progress: Arc<Progress>,
     generation: u64,
     seq: u64,
+}
+
+impl Commit {
+    /// Records the writer's answer; `true` when the writes are durable and
+    /// no earlier commit of this instance failed.
+    fn record(&self, committed: Result<(), StoreError>) -> bool {
+        let progress = &self.progress;
+        match committed {
+            Ok(()) => {
+                progress.committed.fetch_max(self.seq, Ordering::AcqRel);
+                progress.failed_generation.load(Ordering::Acquire) < self.generation
+            }
+            Err(e) => {
+                let key = &self.key;
+                tracing::error!(class = %key.class, name = %key.name, "commit failed: {e}");
+                progress
+                    .failed_generation
+                    .fetch_max(self.generation, Ordering::AcqRel);
+                false
+            }
+        }
+    }
+}
+
+/// What an event lets out: its response, messages and alarm.
+struct Outputs {
+    objects: Arc<Objects>,
+    key: ObjectKey,
     alarm: Option<Option<u64>>,
     effects: Vec<Effect>,
     reply: Option<(Reply, FetchReply)>,
 }
 
-impl Release {
-    /// Lets the outputs out, or fails the reply when the commit failed.
-    fn run(self, committed: Result<(), StoreError>) {
-        let Release {
+impl Outputs {
+    /// Lets the outputs out when `ok`, else fails the reply and drops the
+    /// rest.
+    fn release(self, ok: bool) {
+        let Outputs {
             objects,
             key,
-            progress,
-            generation,
-            seq,
             alarm,
             effects,
             reply,
         } = self;
-        let ok = match committed {
-            Ok(()) => {
-                progress.committed.fetch_max(seq, Ordering::AcqRel);
-                progress.failed_generation.load(Ordering::Acquire) < generation
-            }
-            Err(e) => {
-                tracing::error!(class = %key.class, name = %key.name, "commit failed: {e}");
-                progress
-                    .failed_generation
-                    .fetch_max(generation, Ordering::AcqRel);
-                false
-            }
-        };
         if !ok {
             if let Some((reply, _)) = reply {
                 let _ = reply.send(Err(ObjectFailure::Storage));
@@ -376,13 +388,15 @@ impl Actor {
         }
     }
 
-    /// Hands the event's outputs to the writer, or lets them out now when
-    /// there is nothing to commit and nothing before them in flight.
+    /// Hands the event's writes to the writer, its outputs with them, or
+    /// lets the outputs out now when they need not wait (nothing to commit
+    /// or only unconfirmed writes) and nothing is in flight.
     fn release_event(&mut self, output: EventOutput, done: Done) {
         let EventOutput {
             ops,
             alarm,
             effects,
+            gated,
         } = output;
         let reply = match done {
             Done::Reply(reply, Err(failure)) => {
@@ -393,33 +407,58 @@ impl Actor {
             Done::Reply(reply, Ok(answer)) => Some((reply, answer)),
             Done::Nothing => None,
         };
-        let release = Release {
+        let outputs = Outputs {
             objects: Arc::clone(&self.objects),
             key: self.key.clone(),
-            progress: Arc::clone(&self.progress),
-            generation: self.generation,
-            seq: self.seq,
             alarm,
             effects,
             reply,
         };
-        let in_flight = self.progress.in_flight.load(Ordering::Acquire);
-        if ops.is_empty() && in_flight == 0 {
-            release.run(Ok(()));
-            return;
-        }
-        let store = match self.live.as_mut().map(|l| l.store.data_mut().io.store()) {
-            Some(Ok(store)) => store,
-            Some(Err(e)) => return release.run(Err(StoreError::from_message(e))),
-            None => return release.run(Err(StoreError::from_message("no instance".into()))),
+        // Outputs that need not wait go now when nothing is in flight;
+        // otherwise they follow the commit in flight, released by the
+        // writer thread, so that a busy object's thread is left to its
+        // events (one hot key: 175k vs 158k decisions/s). Unconfirmed
+        // writes commit after; reads see them meanwhile.
+        let in_flight = self.progress.in_flight.load(Ordering::Acquire) > 0;
+        let outputs = if in_flight || gated {
+            Some(outputs)
+        } else {
+            outputs.release(true);
+            if ops.is_empty() {
+                return;
+            }
+            None
         };
-        self.progress.in_flight.fetch_add(1, Ordering::AcqRel);
+        let commit = Commit {
+            key: self.key.clone(),
+            progress: Arc::clone(&self.progress),
+            generation: self.generation,
+            seq: self.seq,
+        };
+        let store = self.live.as_mut().map_or_else(
+            || Err("no instance".to_string()),
+            |l| l.store.data_mut().io.store(),
+        );
+        let store = match store {
+            Ok(store) => store,
+            Err(e) => {
+                let ok = commit.record(Err(StoreError::from_message(e)));
+                if let Some(outputs) = outputs {
+                    outputs.release(ok);
+                }
+                return;
+            }
+        };
+        let progress = Arc::clone(&self.progress);
+        progress.in_flight.fetch_add(1, Ordering::AcqRel);
         store.commit(
             &self.key.name,
             ops,
             Box::new(move |committed| {
-                let progress = Arc::clone(&release.progress);
-                release.run(committed);
+                let ok = commit.record(committed);
+                if let Some(outputs) = outputs {
+                    outputs.release(ok);
+                }
                 if progress.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
                     progress.drained.notify_waiters();
                 }

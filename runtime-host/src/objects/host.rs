@@ -76,6 +76,8 @@ struct EventState {
     alarm: Option<Option<u64>>,
     effects: Vec<Effect>,
     output_bytes: usize,
+    /// A write whose commit the outputs wait for (all but `put-unconfirmed`).
+    gated: bool,
 }
 
 /// What an event leaves for the actor.
@@ -86,6 +88,9 @@ pub struct EventOutput {
     pub alarm: Option<Option<u64>>,
     /// Messages and closes.
     pub effects: Vec<Effect>,
+    /// Whether the outputs wait for the commit of `ops`; not when every
+    /// write was `put-unconfirmed`.
+    pub gated: bool,
 }
 
 /// The storage and socket side of one object, kept across instance resets.
@@ -155,6 +160,7 @@ impl ObjectIo {
             ops,
             alarm: event.alarm,
             effects: event.effects,
+            gated: event.gated,
         }
     }
 
@@ -185,6 +191,7 @@ impl ObjectIo {
     /// Sets the alarm for the running event.
     pub fn set_event_alarm(&mut self, at: Option<u64>) {
         self.event.alarm = Some(at);
+        self.event.gated = true;
     }
 
     /// The alarm as this object currently sees it.
@@ -228,6 +235,12 @@ impl ObjectIo {
 
     fn write(&mut self, key: String, value: Option<Vec<u8>>) {
         self.event.writes.insert(key, value);
+        self.event.gated = true;
+    }
+
+    /// A write the event's outputs do not wait for.
+    fn write_unconfirmed(&mut self, key: String, value: Vec<u8>) {
+        self.event.writes.insert(key, Some(value));
     }
 }
 
@@ -295,6 +308,12 @@ impl storage::Host for ObjectCtx {
     fn put(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         check_entry(&key, Some(&value))?;
         self.io.write(key, Some(value));
+        Ok(())
+    }
+
+    fn put_unconfirmed(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        check_entry(&key, Some(&value))?;
+        self.io.write_unconfirmed(key, value);
         Ok(())
     }
 

@@ -105,6 +105,45 @@ async fn concurrent_checks_admit_exactly_the_limit_and_survive_eviction() {
     assert!(!decide(&again, &key, check(7, 86_400_000)).await);
 }
 
+/// A decision's answer does not wait for its write to reach the database
+/// (the limiter's writes are unconfirmed), while an event with a confirmed
+/// write (a new key's clean-up alarm) still does; every write is kept.
+/// (Decisions made while a commit of the key is in flight go out with it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_do_not_wait_for_the_disk_but_are_kept() {
+    let dir = TempDir::new("unconfirmed");
+    let key = |name: &str| ObjectKey::new("ratelimiter", name);
+    let limit = || check(3, 86_400_000);
+    let objects = start(&dir, Duration::from_secs(30));
+    assert!(decide(&objects, &key("hot"), limit()).await);
+
+    // Another connection holds the database's write lock: commits wait.
+    let lock = rusqlite::Connection::open(dir.0.join("ratelimiter.sqlite")).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let gated = {
+        let objects = Arc::clone(&objects);
+        tokio::spawn(async move { decide(&objects, &key("new"), limit()).await })
+    };
+    let started = Instant::now();
+    assert!(decide(&objects, &key("hot"), limit()).await);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "the answer waited {waited:?}"
+    );
+    assert!(!gated.is_finished(), "a confirmed write was not waited for");
+
+    lock.execute_batch("COMMIT").unwrap();
+    assert!(gated.await.unwrap());
+    assert!(decide(&objects, &key("hot"), limit()).await);
+    assert!(!decide(&objects, &key("hot"), limit()).await);
+    // Answered after its commit, which follows every earlier one.
+    assert!(decide(&objects, &key("last"), limit()).await);
+    drop(objects);
+    let again = start(&dir, Duration::from_secs(30));
+    assert!(!decide(&again, &key("hot"), limit()).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alarms_clean_up_idle_keys_even_after_a_restart() {
     let dir = TempDir::new("alarm");
