@@ -449,8 +449,7 @@ impl Actor {
                 return;
             }
         };
-        let progress = Arc::clone(&self.progress);
-        progress.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.progress.in_flight.fetch_add(1, Ordering::AcqRel);
         store.commit(
             &self.key.name,
             ops,
@@ -459,6 +458,7 @@ impl Actor {
                 if let Some(outputs) = outputs {
                     outputs.release(ok);
                 }
+                let progress = &commit.progress;
                 if progress.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
                     progress.drained.notify_waiters();
                 }
