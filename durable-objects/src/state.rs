@@ -69,12 +69,12 @@ pub trait Storage {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError>;
     /// Stores `value` under `key`.
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError>;
-    /// Stores `value` under `key` without holding the event's response and
-    /// messages until the write is durable (Cloudflare's `allowUnconfirmed`).
-    /// Reads see it at once, and it is committed in order with the other
-    /// writes; a crash may lose it after the answer left. For state whose
-    /// last updates may be lost (counters). Platforms without the option
-    /// store it as [`put`](Self::put) does.
+    /// Stores `value` under `key`, letting the event's response and
+    /// messages leave before the write is durable (Cloudflare's
+    /// `allowUnconfirmed`). Reads see it at once, and it is committed in
+    /// order with the other writes; a crash may lose it after the answer
+    /// left. For state whose last updates may be lost (counters). Platforms
+    /// without the option store it as [`put`](Self::put) does.
     async fn put_unconfirmed(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {
         self.put(key, value).await
     }

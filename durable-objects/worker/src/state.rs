@@ -232,7 +232,6 @@ impl WebSocket for CfSocket {
     }
 }
 
-/// Awaits a storage call, which may also throw before giving a promise.
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
     /// The storage seen through `put(key, value, options)`, which
@@ -249,6 +248,7 @@ extern "C" {
     ) -> Result<Promise, JsValue>;
 }
 
+/// Awaits a storage call, which may also throw before giving a promise.
 async fn await_promise(promise: Result<Promise, JsValue>) -> Result<JsValue, StorageError> {
     JsFuture::from(promise.map_err(storage_error)?)
         .await

@@ -114,8 +114,14 @@ async fn decisions_do_not_wait_for_the_disk_but_are_kept() {
     let dir = TempDir::new("unconfirmed");
     let key = |name: &str| ObjectKey::new("ratelimiter", name);
     let limit = || check(3, 86_400_000);
-    let objects = start(&dir, Duration::from_secs(30));
+    let objects = start(&dir, Duration::from_millis(200));
     assert!(decide(&objects, &key("hot"), limit()).await);
+    // Evicted once idle, so once nothing of it is in flight any more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while objects.live() > 0 {
+        assert!(Instant::now() < deadline, "the object was not evicted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Another connection holds the database's write lock: commits wait.
     let lock = rusqlite::Connection::open(dir.0.join("ratelimiter.sqlite")).unwrap();
