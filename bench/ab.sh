@@ -36,9 +36,8 @@ for build in A B; do
     jwt_route_config "$work/gateway.toml" "127.0.0.1:$port" "127.0.0.1:$((port + 1))" "$ORIGIN" "$SECRET"
     rate_limited_route_config >>"$work/gateway.toml"
   )
-  EDGEGATE_LOG=warn taskset -c 1 "${!build}" serve --config "$work/$build/gateway.toml" >"$work/$build/log" 2>&1 &
-  gateway[$build]=$!
-  pids+=($!)
+  EDGEGATE=${!build} start_gateway "$work/$build/gateway.toml" "$work/$build/log"
+  gateway[$build]=$gateway_pid
   wait_ready "127.0.0.1:$((port + 1))"
 done
 token=$(target/release/edgegate token --secret "$SECRET" --sub bench --roles user --ttl-s 86400)
@@ -51,8 +50,7 @@ for _ in $(seq "$ROUNDS"); do
     c0=$(cpu_ticks "${gateway[$build]}")
     out=$(wrk_latency -H "authorization: Bearer $token" "http://${listen[$build]}$ROUTE")
     c1=$(cpu_ticks "${gateway[$build]}")
-    requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    cpu_us=$(awk -v t=$((c1 - c0)) -v r="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
+    cpu_us=$(cpu_us_per_request $((c1 - c0)) "$out")
     echo "$build $(wrk_figures "$out") $cpu_us" >>"$work/results"
   done
 done

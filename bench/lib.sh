@@ -64,12 +64,13 @@ EOF
   taskset -c 1 nginx -c "$work/nginx.conf" -p "$work" 2>/dev/null
 }
 
-# start_gateway CONFIG LOG [ARGS...]: `edgegate serve` on core 1 with its
-# output in LOG; its pid is left in $gateway_pid.
+# start_gateway CONFIG LOG [ARGS...]: `edgegate serve` ($EDGEGATE, by
+# default target/release/edgegate) on core 1 with its output in LOG; its
+# pid is left in $gateway_pid.
 start_gateway() {
   local config=$1 log=$2
   shift 2
-  EDGEGATE_LOG=warn taskset -c 1 target/release/edgegate serve --config "$config" "$@" >"$log" 2>&1 &
+  EDGEGATE_LOG=warn taskset -c 1 "${EDGEGATE:-target/release/edgegate}" serve --config "$config" "$@" >"$log" 2>&1 &
   gateway_pid=$!
   pids+=($gateway_pid)
 }
@@ -165,6 +166,14 @@ median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
 # cpu_ticks PID: user + system CPU time of PID, in clock ticks
 # (`getconf CLK_TCK` a second).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# cpu_us_per_request TICKS WRK_OUTPUT: CPU µs per request, from the clock
+# ticks a process used during a wrk run and that run's output.
+cpu_us_per_request() {
+  local requests
+  requests=$(awk '/requests in/ {print $1}' <<<"$2")
+  awk -v t="$1" -v r="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }'
+}
 
 # rss_kib PID / rss_mib PID: the resident set size of PID in KiB / MiB.
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -69,8 +69,7 @@ for _ in $(seq "$ROUNDS"); do
     out=$(wrk_latency -H "authorization: Bearer $token" "http://$GATEWAY$path")
     c1=$(cpu_ticks "$gateway_pid")
     buckets "$work/after"
-    requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    cpu_us=$(awk -v t=$((c1 - c0)) -v r="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / r }')
+    cpu_us=$(cpu_us_per_request $((c1 - c0)) "$out")
     echo "$path $(quantile 0.5 "$work/before" "$work/after") $(quantile 0.99 "$work/before" "$work/after") $cpu_us $(wrk_figures "$out")" >>"$work/results"
   done
 done
