@@ -116,17 +116,10 @@ pub fn load_component(
     name: &str,
 ) -> Result<(Component, Origin), EngineError> {
     let cached = cache_dir.map(|dir| dir.join(format!("{name}-{}.cwasm", cache_key(engine, wasm))));
-    if let Some(path) = cached.as_deref().filter(|p| p.is_file()) {
-        // SAFETY: the file is one this host wrote into its own cache
-        // directory under a key that covers the wasm bytes, the wasmtime
-        // version and the engine's compilation settings; wasmtime also
-        // checks its header and rejects foreign artifacts.
-        match unsafe { Component::deserialize_file(engine, path) } {
-            Ok(component) => return Ok((component, Origin::Cache)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "ignoring unusable cached component: {e:#}")
-            }
-        }
+    if let Some(path) = cached.as_deref().filter(|p| p.is_file())
+        && let Some(component) = map_cached(engine, path)
+    {
+        return Ok((component, Origin::Cache));
     }
     let component =
         Component::new(engine, wasm).map_err(|e| EngineError::Compile(format!("{e:#}")))?;
@@ -135,19 +128,32 @@ pub fn load_component(
             // Serve from the file just written: its code is mapped from the
             // page cache instead of held in anonymous memory, so a cold
             // start idles as small as a warm one.
-            // SAFETY: as above; this host wrote the file a moment ago.
-            Ok(()) => match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(mapped) => return Ok((mapped, Origin::Compiled)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "could not map the cached component: {e:#}")
+            Ok(()) => {
+                if let Some(mapped) = map_cached(engine, &path) {
+                    return Ok((mapped, Origin::Compiled));
                 }
-            },
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), "could not cache the compiled component: {e}")
             }
         }
     }
     Ok((component, Origin::Compiled))
+}
+
+/// The component of a cache file, mapped; `None` (logged) when unusable.
+fn map_cached(engine: &Engine, path: &Path) -> Option<Component> {
+    // SAFETY: the file is one this host wrote into its own cache directory
+    // under a key that covers the wasm bytes, the wasmtime version and the
+    // engine's compilation settings; wasmtime also checks its header and
+    // rejects foreign artifacts.
+    match unsafe { Component::deserialize_file(engine, path) } {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring unusable cached component: {e:#}");
+            None
+        }
+    }
 }
 
 /// `sha256(wasm ‖ wasmtime version ‖ engine compatibility hash)` in hex.

@@ -435,10 +435,10 @@ impl Actor {
             generation: self.generation,
             seq: self.seq,
         };
-        let store = self.live.as_mut().map_or_else(
-            || Err("no instance".to_string()),
-            |l| l.store.data_mut().io.store(),
-        );
+        let store = match self.live.as_mut() {
+            Some(live) => live.store.data_mut().io.store(),
+            None => Err("no instance".to_string()),
+        };
         let store = match store {
             Ok(store) => store,
             Err(e) => {
