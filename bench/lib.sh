@@ -136,6 +136,14 @@ wait_ready() {
   done
 }
 
+# wait_port HOST:PORT: waits (at most about 10 s) until a TCP connect succeeds.
+wait_port() {
+  for _ in $(seq 100); do
+    (: >"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && break
+    sleep 0.1
+  done
+}
+
 # wrk_latency ARGS...: one wrk run from core 0 with CONNS connections for
 # DURATION seconds and latency percentiles.
 wrk_latency() {

@@ -11,7 +11,9 @@
 # (b) broadcast: N subscribers of one hub and topic, all the same user (so
 #     only the first connection is announced with `join`), one publisher
 #     sending MESSAGES messages INTERVAL_MS apart; publish-to-delivery
-#     latency of every delivery.
+#     latency of every delivery. Then the same client against the floor,
+#     `ws_bench fanout-server` on the gateway's core: one send() of one
+#     pre-encoded frame per subscriber, nothing else.
 #
 # Every count gets a freshly started gateway, so each RSS difference is
 # that count's own. The client is runtime-host/examples/ws_bench.rs, on
@@ -23,6 +25,8 @@
 #
 #   bash bench/ws-scale.sh
 #   HOLD="1000 5000" SUBSCRIBERS="1000" MESSAGES=20 bash bench/ws-scale.sh
+#   HOLD= SUBSCRIBERS=10000 bash bench/ws-scale.sh   # broadcast only
+#   EDGEGATE=/path/to/edgegate bash bench/ws-scale.sh  # another build
 #   KEEP=/tmp/ws-logs bash bench/ws-scale.sh   # keeps gateway logs and client outputs
 #
 # Both processes need a descriptor per socket: the counts are bounded by
@@ -34,8 +38,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 
-HOLD=${HOLD:-5000 10000 18000}
-SUBSCRIBERS=${SUBSCRIBERS:-1000 10000}
+HOLD=${HOLD-5000 10000 18000}
+SUBSCRIBERS=${SUBSCRIBERS-1000 10000}
 MESSAGES=${MESSAGES:-50}
 INTERVAL_MS=${INTERVAL_MS:-100}
 ROOM_SIZE=${ROOM_SIZE:-100}
@@ -43,6 +47,7 @@ CONCURRENCY=${CONCURRENCY:-64}
 IDLE_S=${IDLE_S:-30}
 GATEWAY=127.0.0.1:19031
 ADMIN=127.0.0.1:19032
+FLOOR=127.0.0.1:19033
 SECRET=bench-secret-0123456789abcdef
 
 require "" taskset curl
@@ -190,37 +195,55 @@ if [ -f "$work/hold-results" ] && [ "$(wc -l <"$work/hold-results")" -ge 2 ]; th
 fi
 
 echo
-echo "(b) broadcast to one hub, $MESSAGES messages ${INTERVAL_MS} ms apart"
+echo "(b) broadcast to one hub, $MESSAGES messages ${INTERVAL_MS} ms apart; the"
+echo "    floor: the same client against ws_bench fanout-server (one send() per"
+echo "    subscriber of one pre-encoded frame), on the gateway's core"
 echo
-echo "| subscribers | deliveries | p50 ms | p99 ms | max ms | set-up | gateway CPU while publishing | RSS held |"
-echo "|---|---|---|---|---|---|---|---|"
-for n in $SUBSCRIBERS; do
-  log="$work/gateway-broadcast-$n.log"
-  out="$work/broadcast-$n"
-  fresh_gateway "$log"
-  WS_BENCH_TOKEN=$broadcast_token \
-    client "$out" broadcast "ws://$GATEWAY/ws/broadcast-$n" "$n" "$MESSAGES" "$INTERVAL_MS"
+echo "| subscribers | server | deliveries | p50 ms | p99 ms | max ms | set-up | server CPU while publishing | server RSS held |"
+echo "|---|---|---|---|---|---|---|---|---|"
+# broadcast_row N NAME PID URL: the client's broadcast of N subscribers to
+# URL, served by process PID, as one table row; its output in $out.
+broadcast_row() {
+  local n=$1 name=$2 pid=$3 url=$4 held ticks since busy wall_ms cpu line
+  WS_BENCH_TOKEN=$broadcast_token client "$out" broadcast "$url" "$n" "$MESSAGES" "$INTERVAL_MS"
   wait_for "connected and subscribed" "$out"
-  held=$(rss_kib "$gateway_pid")
-  ticks=$(cpu_ticks "$gateway_pid")
+  held=$(rss_kib "$pid")
+  ticks=$(cpu_ticks "$pid")
   since=$(date +%s%N)
   while kill -0 "$client" 2>/dev/null && ! grep -qs deliveries "$out"; do
-    busy=$(( $(cpu_ticks "$gateway_pid") - ticks ))
+    busy=$(( $(cpu_ticks "$pid") - ticks ))
     wall_ms=$(( ($(date +%s%N) - since) / 1000000 ))
     sleep 0.1
   done
   wait "$client" || true
-  # The gateway's share of its core while publishing.
+  # The server's share of its core while publishing.
   cpu=$(awk -v t="${busy:-0}" -v hz="$(getconf CLK_TCK)" -v ms="${wall_ms:-0}" 'BEGIN { if (ms > 0) printf "%.0f%%", 100 * t / hz / (ms / 1000); else print "-" }')
   line=$(grep deliveries "$out" || echo "0 of $((n * MESSAGES)) deliveries: p50 - ms, p99 - ms, max - ms")
+  local deliveries p50 p99 max setup
   deliveries=$(awk '{print $1 "/" $3}' <<<"$line")
   p50=$(sed -E 's/.*p50 ([0-9.-]+) ms.*/\1/' <<<"$line")
   p99=$(sed -E 's/.*p99 ([0-9.-]+) ms.*/\1/' <<<"$line")
   max=$(sed -E 's/.*max ([0-9.-]+) ms.*/\1/' <<<"$line")
   setup=$(grep -oE 'sockets in [^ ]+' "$out" | sed 's/sockets in //' || true)
-  echo "| $n | $deliveries | $p50 | $p99 | $max | $setup | $cpu | $((held / 1024)) MiB |"
+  echo "| $n | $name | $deliveries | $p50 | $p99 | $max | $setup | $cpu | $((held / 1024)) MiB |"
+}
+for n in $SUBSCRIBERS; do
+  log="$work/gateway-broadcast-$n.log"
+  out="$work/broadcast-$n"
+  fresh_gateway "$log"
+  broadcast_row "$n" edgegate "$gateway_pid" "ws://$GATEWAY/ws/broadcast-$n"
   report "broadcast $n" "$out" "$log"
   stop_gateway
+
+  out="$work/floor-$n"
+  taskset -c 1 target/release/examples/ws_bench fanout-server "$FLOOR" >"$work/floor-$n.log" 2>&1 &
+  floor_pid=$!
+  pids+=($floor_pid)
+  wait_port "$FLOOR"
+  broadcast_row "$n" floor "$floor_pid" "ws://$FLOOR/"
+  report "floor $n" "$out" "$work/floor-$n.log"
+  kill "$floor_pid" 2>/dev/null || true
+  wait "$floor_pid" 2>/dev/null || true
 done
 
 echo

@@ -101,6 +101,17 @@ pub enum Message {
 pub trait WebSocket: Clone {
     /// Sends one text frame.
     fn send_text(&self, text: &str) -> Result<(), SocketError>;
+    /// Sends `text` to each of `sockets`; how many took it. Platforms that
+    /// can hand one copy of the text to all of them at once override it.
+    fn send_text_many<'a>(sockets: impl IntoIterator<Item = &'a Self>, text: &str) -> usize
+    where
+        Self: 'a,
+    {
+        sockets
+            .into_iter()
+            .filter(|socket| socket.send_text(text).is_ok())
+            .count()
+    }
     /// Starts the closing handshake with `code` and `reason` (at most 123 bytes).
     fn close(&self, code: u16, reason: &str) -> Result<(), SocketError>;
     /// Tags given when the socket was accepted.

@@ -4,6 +4,7 @@
 //! ws_bench URL [SUBSCRIBERS] [MESSAGES] [INTERVAL_MS]
 //! ws_bench hold URL_PREFIX SOCKETS [ROOM_SIZE]
 //! ws_bench broadcast URL SUBSCRIBERS [MESSAGES] [INTERVAL_MS]
+//! ws_bench fanout-server ADDR
 //! ```
 //!
 //! - The first form (`bench/ws.sh`) connects SUBSCRIBERS sockets to one
@@ -18,6 +19,11 @@
 //! - `broadcast` is the first form with connections opened concurrently;
 //!   give it one token so that all subscribers are one user and only the
 //!   first connection is announced (`join`) to the others.
+//! - `fanout-server` is the floor `broadcast` is compared with: a server
+//!   that completes each handshake, acknowledges the subscription, and
+//!   then writes each publish as one pre-encoded frame to every subscriber
+//!   with a plain `send()` per socket, in a loop on one thread. What it
+//!   costs is the kernel's loopback TCP path, which any server pays.
 //!
 //! Environment:
 //! - `WS_BENCH_TOKEN`: bearer tokens (whitespace-separated) sent as
@@ -207,6 +213,10 @@ fn main() {
                     .unwrap_or(10),
             );
             runtime.block_on(hold_run(prefix, sockets, room, hold));
+        }
+        "fanout-server" => {
+            let addr = std::env::args().nth(2).expect("fanout-server ADDR");
+            runtime.block_on(fanout_server(&addr));
         }
         "broadcast" => {
             let url = std::env::args().nth(2).expect("broadcast URL SUBSCRIBERS");
@@ -485,4 +495,70 @@ async fn broadcast(
     if let Some(linger) = linger {
         tokio::time::sleep(linger).await;
     }
+}
+
+/// `fanout-server`: see the module documentation. Runs until killed.
+async fn fanout_server(addr: &str) {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("binding the fan-out server");
+    let subscribers = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let subscribers = Arc::clone(&subscribers);
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            while let Some(Ok(frame)) = ws.next().await {
+                let Message::Text(text) = frame else { continue };
+                if text.contains(r#""type":"subscribe""#) {
+                    let ack = Message::Text(r#"{"type":"ack","id":"s"}"#.into());
+                    if ws.send(ack).await.is_ok() {
+                        subscribers
+                            .lock()
+                            .expect("subscribers")
+                            .push(ws.into_inner());
+                    }
+                    return;
+                }
+                // `"data":{…}` of the publish, without its closing brace.
+                if let Some(data) = text
+                    .find(r#""data":"#)
+                    .and_then(|at| text[at..].strip_suffix('}'))
+                {
+                    let message = format!(
+                        r#"{{"type":"message","topic":"{TOPIC}",{data},"from":"publisher"}}"#
+                    );
+                    let frame = server_text_frame(&message);
+                    for socket in subscribers.lock().expect("subscribers").iter() {
+                        // Small frames into empty socket buffers: a short or
+                        // refused write would show as a missing delivery.
+                        let _ = socket.try_write(&frame);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// An unmasked, final text frame carrying `text`.
+fn server_text_frame(text: &str) -> Vec<u8> {
+    let mut frame = vec![0x81];
+    match text.len() {
+        n @ 0..=125 => frame.push(n as u8),
+        n @ 126..=0xffff => {
+            frame.push(126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(text.as_bytes());
+    frame
 }

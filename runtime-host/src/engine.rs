@@ -57,10 +57,7 @@ pub fn new_engine(max_instance_memory: u64) -> Result<Engine, EngineError> {
     config
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-    if std::env::var_os(PERFMAP_VAR).is_some() {
-        config.profiler(ProfilingStrategy::PerfMap);
-    }
-    Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))
+    build(config)
 }
 
 /// Creates the engine of Durable Object instances. They are long-lived and
@@ -79,6 +76,15 @@ pub fn new_objects_engine() -> Result<Engine, EngineError> {
         .memory_guard_size(0)
         .memory_reservation_for_growth(0)
         .memory_init_cow(false);
+    build(config)
+}
+
+/// The engine of `config`, naming guest functions for `perf` when
+/// `EDGEGATE_PERFMAP` is set.
+fn build(mut config: Config) -> Result<Engine, EngineError> {
+    if std::env::var_os(PERFMAP_VAR).is_some() {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))
 }
 

@@ -981,4 +981,9 @@ pub fn websocket_hub_protocol(t: &dyn Target) {
         recv(&mut alice),
         serde_json::json!({"type":"leave","user":"bob"})
     );
+
+    // The next publish reaches the one subscriber left, and says so.
+    let r = publish(r#"{"topic":"news","data":"again"}"#);
+    assert_eq!(json(r)["delivered"], 1);
+    assert_eq!(recv(&mut alice)["data"], "again");
 }

@@ -120,6 +120,11 @@ impl WebSocket for HostSocket {
         websockets::send_text(self.0, text).map_err(|_| SocketError::Closed)
     }
 
+    fn send_text_many<'a>(sockets: impl IntoIterator<Item = &'a Self>, text: &str) -> usize {
+        let ids: Vec<u64> = sockets.into_iter().map(|socket| socket.0).collect();
+        websockets::send_text_many(&ids, text) as usize
+    }
+
     fn close(&self, code: u16, reason: &str) -> Result<(), SocketError> {
         websockets::close(self.0, code, reason);
         Ok(())

@@ -355,21 +355,20 @@ impl<W: WebSocket> Index<W> {
         let Some(subscribers) = self.topics.get(topic) else {
             return 0;
         };
-        subscribers
+        let sockets = subscribers
             .iter()
-            .filter_map(|cid| self.conns.get(cid))
-            .filter(|conn| conn.send(text))
-            .count()
+            .filter_map(|cid| self.conns.get(cid)?.socket.as_ref());
+        W::send_text_many(sockets, text)
     }
 
     /// Sends `message` to every connection but `except`.
     pub(crate) fn broadcast(&self, message: &ServerMessage<'_>, except: Option<u64>) {
-        let text = message.to_json();
-        for (cid, conn) in &self.conns {
-            if Some(*cid) != except {
-                conn.send(&text);
-            }
-        }
+        let sockets = self
+            .conns
+            .iter()
+            .filter(|(cid, _)| Some(**cid) != except)
+            .filter_map(|(_, conn)| conn.socket.as_ref());
+        W::send_text_many(sockets, &message.to_json());
     }
 
     /// Whether `user` has a connection here.

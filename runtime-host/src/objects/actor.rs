@@ -93,8 +93,10 @@ impl Outputs {
         }
         for effect in effects {
             match effect {
-                Effect::Send(socket, text) => {
-                    let _ = socket.send_text(text);
+                Effect::Send(sockets, text) => {
+                    for socket in sockets {
+                        let _ = socket.send_text(text.clone());
+                    }
                 }
                 Effect::Close(socket, code, reason) => socket.close(code, &reason),
                 Effect::Peer(message) => objects.publish_to_peers(&key, message),

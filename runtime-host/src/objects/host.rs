@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -52,8 +53,8 @@ pub fn pre(
 
 /// An output of an event, released after its writes are committed.
 pub enum Effect {
-    /// A text message.
-    Send(Arc<Socket>, String),
+    /// A text message for each of the sockets, one copy shared by them.
+    Send(Vec<Arc<Socket>>, Utf8Bytes),
     /// A close on the object's initiative.
     Close(Arc<Socket>, u16, String),
     /// A message for the same object on the other hosts.
@@ -78,6 +79,21 @@ struct EventState {
     output_bytes: usize,
     /// A write whose commit the outputs wait for (all but `put-unconfirmed`).
     gated: bool,
+}
+
+impl EventState {
+    /// Buffers `text` for `sockets` (one copy, counted once against the
+    /// event's output bound).
+    fn send(&mut self, sockets: Vec<Arc<Socket>>, text: String) -> Result<(), String> {
+        if self.output_bytes.saturating_add(text.len()) > MAX_EVENT_OUTPUT_BYTES {
+            return Err("too many messages in one event".into());
+        }
+        if !sockets.is_empty() {
+            self.output_bytes += text.len();
+            self.effects.push(Effect::Send(sockets, text.into()));
+        }
+        Ok(())
+    }
 }
 
 /// What an event leaves for the actor.
@@ -412,13 +428,16 @@ impl websockets::Host for ObjectCtx {
         if !socket.is_open() {
             return Err("socket is closed".into());
         }
-        let event = &mut self.io.event;
-        if event.output_bytes.saturating_add(text.len()) > MAX_EVENT_OUTPUT_BYTES {
-            return Err("too many messages in one event".into());
+        self.io.event.send(vec![socket], text)
+    }
+
+    fn send_text_many(&mut self, sockets: Vec<u64>, text: String) -> u32 {
+        let sockets = self.io.sockets.open_among(&sockets);
+        let open = u32::try_from(sockets.len()).unwrap_or(u32::MAX);
+        match self.io.event.send(sockets, text) {
+            Ok(()) => open,
+            Err(_) => 0,
         }
-        event.output_bytes += text.len();
-        event.effects.push(Effect::Send(socket, text));
-        Ok(())
     }
 
     fn close(&mut self, socket: u64, code: u16, reason: String) {

@@ -22,7 +22,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 
 use super::{Event, Message, ObjectKey, Objects};
 
@@ -56,8 +56,8 @@ const CLOSING: u8 = 1;
 /// A frame for the client.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A text message.
-    Text(String),
+    /// A text message (shared, not copied, between the sockets it goes to).
+    Text(Utf8Bytes),
     /// A keep-alive ping.
     Ping,
     /// Start the closing handshake.
@@ -133,7 +133,7 @@ impl Socket {
     }
 
     /// Queues a text message.
-    pub fn send_text(&self, text: String) -> Result<(), SendError> {
+    pub fn send_text(&self, text: Utf8Bytes) -> Result<(), SendError> {
         if !self.is_open() {
             return Err(SendError::Closed);
         }
@@ -200,7 +200,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct ObjectSockets {
     sockets: Mutex<SocketTable>,
-    auto_response: RwLock<Option<(String, String)>>,
+    auto_response: RwLock<Option<(String, Utf8Bytes)>>,
 }
 
 /// Sockets by id and by tag: a hub asks for the sockets of one tag on most
@@ -261,15 +261,25 @@ impl ObjectSockets {
         lock(&self.sockets).by_id.get(&id).cloned()
     }
 
+    /// The open sockets among `ids` that belong to this object.
+    pub fn open_among(&self, ids: &[u64]) -> Vec<Arc<Socket>> {
+        let table = lock(&self.sockets);
+        ids.iter()
+            .filter_map(|id| table.by_id.get(id))
+            .filter(|socket| socket.is_open())
+            .cloned()
+            .collect()
+    }
+
     /// Sets the text request the host answers by itself.
     pub fn set_auto_response(&self, request: String, response: String) {
         *self
             .auto_response
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some((request, response));
+            .unwrap_or_else(|e| e.into_inner()) = Some((request, response.into()));
     }
 
-    fn auto_response(&self, text: &str) -> Option<String> {
+    fn auto_response(&self, text: &str) -> Option<Utf8Bytes> {
         let pair = self.auto_response.read().unwrap_or_else(|e| e.into_inner());
         pair.as_ref()
             .filter(|(request, _)| request == text)
@@ -576,23 +586,24 @@ async fn deliver(objects: &Arc<Objects>, socket: &Socket, message: Message) {
 }
 
 /// Sends queued frames until a close frame went out or the connection
-/// broke.
+/// broke; once the socket is killed, its close frame goes out at once,
+/// whatever is still queued.
 async fn write_loop(socket: Arc<Socket>, mut writer: Writer, mut queue: mpsc::Receiver<Outgoing>) {
     let mut killed = socket.kill.subscribe();
+    // One wait for the whole loop: a new one per frame was a visible share
+    // of a broadcast's cost.
+    let kill = until_killed(&mut killed);
+    tokio::pin!(kill);
     loop {
         let frame = tokio::select! {
             biased;
-            _ = until_killed(&mut killed) => {
-                let (code, reason) = socket.kill_frame().unwrap_or((CLOSE_NORMAL, String::new()));
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(close_frame(code, reason))).await;
-                return;
-            }
+            _ = &mut kill => break,
             frame = queue.recv() => frame,
         };
         let message = match frame {
             Some(Outgoing::Text(text)) => {
                 crate::metrics::get().websocket_message(false);
-                WsMessage::Text(text.into())
+                WsMessage::Text(text)
             }
             Some(Outgoing::Ping) => WsMessage::Ping(Default::default()),
             Some(Outgoing::Close(code, reason)) => close_frame(code, reason),
@@ -602,8 +613,7 @@ async fn write_loop(socket: Arc<Socket>, mut writer: Writer, mut queue: mpsc::Re
         // Feed queued frames without flushing each: one write per burst.
         let sent = tokio::select! {
             biased;
-            // The branch above sends the close frame on the next turn.
-            _ = until_killed(&mut killed) => continue,
+            _ = &mut kill => break,
             sent = async {
                 writer.feed(message).await?;
                 if queue.is_empty() || closing {
@@ -616,6 +626,8 @@ async fn write_loop(socket: Arc<Socket>, mut writer: Writer, mut queue: mpsc::Re
             return;
         }
     }
+    let (code, reason) = socket.kill_frame().unwrap_or((CLOSE_NORMAL, String::new()));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(close_frame(code, reason))).await;
 }
 
 /// Resolves once the socket is killed (at once if it already is).
