@@ -394,7 +394,10 @@ impl Redis {
             None => run.await,
         };
         Ok(match result {
-            Ok(value) => reply(StatusCode::OK, &json!({ "result": to_json(value) })),
+            Ok(value) => reply(
+                StatusCode::OK,
+                &json!({ "result": edgegate_upstash_wire::reply(value) }),
+            ),
             Err(RedisError::Command(message)) => {
                 reply(StatusCode::BAD_REQUEST, &json!({ "error": message }))
             }
@@ -422,50 +425,15 @@ fn failed(address: &str, failures: &mut u32, why: &str) {
 
 /// A JSON command (`["EVALSHA","…","1","key","10"]`) of an allowed kind.
 fn parse_command(body: &[u8]) -> Result<Cmd, String> {
-    let Ok(Json::Array(parts)) = serde_json::from_slice::<Json>(body) else {
-        return Err("ERR a command is a JSON array".into());
-    };
-    let Some((Json::String(name), args)) = parts.split_first() else {
-        return Err("ERR a command starts with its name".into());
-    };
+    let json = serde_json::from_slice::<Json>(body).unwrap_or(Json::Null);
+    let (name, cmd) = edgegate_upstash_wire::command(&json).map_err(|e| e.to_string())?;
     if !ALLOWED_COMMANDS
         .iter()
         .any(|allowed| name.eq_ignore_ascii_case(allowed))
     {
         return Err(format!("ERR command {name:?} is not allowed here"));
     }
-    let mut cmd = redis::cmd(name);
-    for arg in args {
-        match arg {
-            Json::String(s) => cmd.arg(s.as_str()),
-            Json::Number(n) => cmd.arg(n.to_string()),
-            _ => return Err("ERR arguments are strings or numbers".into()),
-        };
-    }
     Ok(cmd)
-}
-
-/// A reply as Upstash renders it in JSON.
-fn to_json(value: Value) -> Json {
-    match value {
-        Value::Nil => Json::Null,
-        Value::Int(i) => json!(i),
-        Value::BulkString(b) => Json::String(String::from_utf8_lossy(&b).into_owned()),
-        Value::SimpleString(s) => Json::String(s),
-        Value::Okay => Json::String("OK".into()),
-        Value::Array(items) | Value::Set(items) => {
-            Json::Array(items.into_iter().map(to_json).collect())
-        }
-        Value::Map(pairs) => Json::Array(
-            pairs
-                .into_iter()
-                .flat_map(|(k, v)| [to_json(k), to_json(v)])
-                .collect(),
-        ),
-        Value::Double(d) => json!(d),
-        Value::Boolean(b) => json!(i64::from(b)),
-        other => Json::String(format!("{other:?}")),
-    }
 }
 
 fn reply(status: StatusCode, body: &Json) -> Response<WasiBody> {

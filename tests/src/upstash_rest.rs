@@ -377,58 +377,18 @@ async fn run(
     connection: &mut redis::aio::MultiplexedConnection,
     command: &Json,
 ) -> Result<Json, String> {
-    let Some((name, args)) = command.as_array().and_then(|c| c.split_first()) else {
-        return Err("ERR a command is a non-empty JSON array".into());
-    };
-    let Some(name) = name.as_str() else {
-        return Err("ERR the command name must be a string".into());
-    };
-    let mut cmd = redis::cmd(name);
-    for arg in args {
-        match arg {
-            Json::String(s) => cmd.arg(s.as_str()),
-            Json::Number(n) => cmd.arg(n.to_string()),
-            _ => return Err("ERR arguments must be strings or numbers".into()),
-        };
-    }
+    let (name, cmd) = edgegate_upstash_wire::command(command).map_err(|e| e.to_string())?;
     state
         .commands
         .lock()
         .expect("command log")
         .push(name.to_ascii_uppercase());
     match cmd.query_async::<redis::Value>(connection).await {
-        Ok(value) => Ok(to_json(value)),
+        Ok(value) => Ok(edgegate_upstash_wire::reply(value)),
         Err(e) => Err(match (e.code(), e.detail()) {
             (Some(code), Some(detail)) => format!("{code} {detail}"),
             _ => e.to_string(),
         }),
-    }
-}
-
-/// A Redis reply as Upstash renders it in JSON.
-fn to_json(value: redis::Value) -> Json {
-    use redis::Value;
-    match value {
-        Value::Nil => Json::Null,
-        Value::Int(i) => json!(i),
-        Value::BulkString(b) => Json::String(String::from_utf8_lossy(&b).into_owned()),
-        Value::SimpleString(s) => Json::String(s),
-        Value::Okay => Json::String("OK".into()),
-        Value::Array(items) | Value::Set(items) => {
-            Json::Array(items.into_iter().map(to_json).collect())
-        }
-        Value::Map(pairs) => Json::Array(
-            pairs
-                .into_iter()
-                .flat_map(|(k, v)| [to_json(k), to_json(v)])
-                .collect(),
-        ),
-        Value::Double(d) => json!(d),
-        Value::Boolean(b) => json!(i64::from(b)),
-        Value::ServerError(e) => {
-            Json::String(format!("{} {}", e.code(), e.details().unwrap_or("")))
-        }
-        other => Json::String(format!("{other:?}")),
     }
 }
 
