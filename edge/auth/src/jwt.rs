@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use base64ct::{Base64UrlUnpadded, Encoding};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -212,8 +213,10 @@ impl JwtVerifier {
         if sig_b64.len() > MAX_SIGNATURE_LEN * 4 / 3 + 1 {
             return Err(JwtError::BadSignature);
         }
-        let signature =
-            Base64UrlUnpadded::decode(sig_b64, &mut sig_buf).map_err(|_| JwtError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode_slice(sig_b64, &mut sig_buf)
+            .map(|n| &sig_buf[..n])
+            .map_err(|_| JwtError::Malformed)?;
         let kid = header.kid.as_deref();
 
         let mut outcome = self.keys.probe(kid, alg, message.as_bytes(), signature);
@@ -419,15 +422,17 @@ struct Header<'a> {
 
 /// Decodes base64url (no padding) into `stack`, or `heap` when too long.
 fn decode<'b>(src: &str, stack: &'b mut [u8], heap: &'b mut Vec<u8>) -> Result<&'b [u8], JwtError> {
-    let out = if src.len() / 4 * 3 + 3 <= stack.len() {
-        Base64UrlUnpadded::decode(src, stack)
+    if src.len() / 4 * 3 + 3 <= stack.len() {
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(src, stack)
+            .map_err(|_| JwtError::Malformed)?;
+        Ok(&stack[..n])
     } else {
-        Base64UrlUnpadded::decode_vec(src).map(|v| {
-            *heap = v;
-            heap.as_slice()
-        })
-    };
-    out.map_err(|_| JwtError::Malformed)
+        URL_SAFE_NO_PAD
+            .decode_vec(src, heap)
+            .map_err(|_| JwtError::Malformed)?;
+        Ok(heap.as_slice())
+    }
 }
 
 /// The inline `jwk` value as a JSON object: a TOML table, or a JSON string.

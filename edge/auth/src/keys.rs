@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use base64ct::{Base64UrlUnpadded, Encoding};
-use jwt_compact::alg::{
-    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaPublicKey,
-};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use rsa::traits::PublicKeyParts;
@@ -95,9 +95,11 @@ impl Alg {
 }
 
 enum Material {
-    Hs256(Hs256Key),
-    Hs384(Hs384Key),
-    Hs512(Hs512Key),
+    /// HMACs keyed once: a verification starts from the keyed state
+    /// instead of hashing the padded secret again.
+    Hs256(Hmac<sha2::Sha256>),
+    Hs384(Hmac<sha2::Sha384>),
+    Hs512(Hmac<sha2::Sha512>),
     /// With the key prepared for the fast RS* path, when it fits it.
     Rsa(Rsa, Box<RsaPublicKey>, Option<Box<Pkcs1Key>>),
     Es256(p256::ecdsa::VerifyingKey),
@@ -115,9 +117,9 @@ impl Key {
     /// the token's `alg` equals `self.alg`.
     pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            Material::Hs256(k) => check(&Hs256, k, message, signature),
-            Material::Hs384(k) => check(&Hs384, k, message, signature),
-            Material::Hs512(k) => check(&Hs512, k, message, signature),
+            Material::Hs256(k) => check_mac(k, message, signature),
+            Material::Hs384(k) => check_mac(k, message, signature),
+            Material::Hs512(k) => check_mac(k, message, signature),
             Material::Rsa(alg, k, fast) => match (fast, self.alg.pkcs1_hash()) {
                 (Some(fast), Some(hash)) => fast.verify(hash, message, signature),
                 _ => check(alg, k, message, signature),
@@ -226,7 +228,9 @@ impl Key {
                 return Err(format!("{} needs a JWK with kty \"oct\"", alg.name()));
             }
             let k = field("k")?.ok_or("JWK lacks k")?;
-            let secret = Base64UrlUnpadded::decode_vec(k).map_err(|_| "JWK k is not base64url")?;
+            let secret = URL_SAFE_NO_PAD
+                .decode(k)
+                .map_err(|_| "JWK k is not base64url")?;
             return hmac_key(alg, &secret);
         }
         if jwk.contains_key("d") {
@@ -285,10 +289,11 @@ fn hmac_key(alg: Alg, secret: &[u8]) -> Result<Key, String> {
     if secret.is_empty() {
         return Err("the secret is empty".into());
     }
+    let unusable = |_| "the secret is not a usable HMAC key".to_string();
     let material = match alg {
-        Alg::Hs256 => Material::Hs256(Hs256Key::new(secret)),
-        Alg::Hs384 => Material::Hs384(Hs384Key::new(secret)),
-        _ => Material::Hs512(Hs512Key::new(secret)),
+        Alg::Hs256 => Material::Hs256(Hmac::new_from_slice(secret).map_err(unusable)?),
+        Alg::Hs384 => Material::Hs384(Hmac::new_from_slice(secret).map_err(unusable)?),
+        _ => Material::Hs512(Hmac::new_from_slice(secret).map_err(unusable)?),
     };
     Ok(Key { alg, material })
 }
@@ -302,6 +307,13 @@ fn rsa_material(alg: Rsa, key: RsaPublicKey) -> Result<Material, String> {
     }
     let fast = Pkcs1Key::new(&key.n().to_bytes_be(), &key.e().to_bytes_be()).map(Box::new);
     Ok(Material::Rsa(alg, Box::new(key), fast))
+}
+
+/// An HMAC tag check in constant time (a tag of another length fails).
+fn check_mac<M: Mac + Clone>(keyed: &M, message: &[u8], signature: &[u8]) -> bool {
+    let mut mac = keyed.clone();
+    mac.update(message);
+    mac.verify_slice(signature).is_ok()
 }
 
 /// Length-checks before handing bytes to jwt-compact: its HMAC signature

@@ -343,6 +343,18 @@ fn inline_jwk_as_table_or_json_string() {
     }
 }
 
+/// `b64` (unpadded base64url of 32 bytes, whose last character carries two
+/// unused bits) with the lowest unused bit set.
+fn with_spare_bit_set(b64: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let (head, last) = b64.split_at(b64.len() - 1);
+    let index = ALPHABET
+        .iter()
+        .position(|&c| c == last.as_bytes()[0])
+        .unwrap();
+    format!("{head}{}", ALPHABET[index | 1] as char)
+}
+
 #[test]
 fn malformed_tokens() {
     let cfg = config(vec![secret_key("HS256", None, SECRET)]);
@@ -370,6 +382,9 @@ fn malformed_tokens() {
             parts[2]
         ),
         "a".repeat(edgegate_auth::MAX_TOKEN_LEN + 1),
+        // The same signature bytes spelled with the last character's unused
+        // bits set: one token has one spelling.
+        format!("{}.{}.{}", parts[0], parts[1], with_spare_bit_set(parts[2])),
     ];
     for token in cases {
         assert_eq!(

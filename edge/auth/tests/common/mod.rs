@@ -10,7 +10,8 @@ use std::pin::pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use base64ct::{Base64UrlUnpadded, Encoding};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use edgegate_auth::JwksFetcher;
 use edgegate_config::{Jwt, JwtKey, OneOrMany};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -132,7 +133,7 @@ pub fn mint(alg: &str, kid: Option<&str>, claims: &Value) -> String {
 }
 
 pub fn b64(data: &[u8]) -> String {
-    Base64UrlUnpadded::encode_string(data)
+    URL_SAFE_NO_PAD.encode(data)
 }
 
 /// Public JWKs of the fixture keys, computed from the PEM files.
