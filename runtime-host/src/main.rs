@@ -28,16 +28,16 @@ mod token;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-// jemalloc: 10% less CPU per proxied request than glibc's allocator, and
-// less memory under load (docs/BENCHMARKS.md, "Fifth round").
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::cli::{CheckArgs, Cli, Command, TokenArgs};
 use crate::settings::Loaded;
+
+// jemalloc: 10% less CPU per proxied request than glibc's allocator, and
+// less memory under load (docs/BENCHMARKS.md, "Fifth round").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

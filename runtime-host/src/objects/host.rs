@@ -436,7 +436,10 @@ impl websockets::Host for ObjectCtx {
         let open = u32::try_from(sockets.len()).unwrap_or(u32::MAX);
         match self.io.event.send(sockets, text) {
             Ok(()) => open,
-            Err(_) => 0,
+            Err(why) => {
+                tracing::warn!(class = %self.io.key.class, name = %self.io.key.name, "{why}; broadcast dropped");
+                0
+            }
         }
     }
 

@@ -242,6 +242,20 @@ impl Gateway {
         self.output.lock().unwrap().clone()
     }
 
+    /// Whether the process prints `needle` within `timeout` (its output is
+    /// read by another thread, so a line may trail what the process sent
+    /// over a socket).
+    pub async fn printed_within(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.output().contains(needle) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// GET `path` on the public listener.
     pub fn get(&self, path: &str) -> Reply {
         get(self.listen, path, &[])
