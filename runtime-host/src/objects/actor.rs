@@ -41,11 +41,12 @@ struct Commit {
 }
 
 impl Commit {
-    /// Records the writer's answer; `true` when the writes are durable and
-    /// no earlier commit of this instance failed.
-    fn record(&self, committed: Result<(), StoreError>) -> bool {
+    /// Records the writer's answer, then lets `outputs` out when the writes
+    /// are durable and no earlier commit of this instance failed, or fails
+    /// them.
+    fn settle(&self, committed: Result<(), StoreError>, outputs: Option<Outputs>) {
         let progress = &self.progress;
-        match committed {
+        let ok = match committed {
             Ok(()) => {
                 progress.committed.fetch_max(self.seq, Ordering::AcqRel);
                 progress.failed_generation.load(Ordering::Acquire) < self.generation
@@ -58,6 +59,9 @@ impl Commit {
                     .fetch_max(self.generation, Ordering::AcqRel);
                 false
             }
+        };
+        if let Some(outputs) = outputs {
+            outputs.release(ok);
         }
     }
 }
@@ -444,10 +448,7 @@ impl Actor {
         let store = match store {
             Ok(store) => store,
             Err(e) => {
-                let ok = commit.record(Err(StoreError::from_message(e)));
-                if let Some(outputs) = outputs {
-                    outputs.release(ok);
-                }
+                commit.settle(Err(StoreError::from_message(e)), outputs);
                 return;
             }
         };
@@ -456,10 +457,7 @@ impl Actor {
             &self.key.name,
             ops,
             Box::new(move |committed| {
-                let ok = commit.record(committed);
-                if let Some(outputs) = outputs {
-                    outputs.release(ok);
-                }
+                commit.settle(committed, outputs);
                 let progress = &commit.progress;
                 if progress.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
                     progress.drained.notify_waiters();
