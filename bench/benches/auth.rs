@@ -55,7 +55,9 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn jwt(c: &mut Criterion) {
-    let v = verifier();
+    // Verification itself: the cache of verified tokens would answer every
+    // iteration after the first.
+    let v = verifier().without_cache();
     let tokens = [
         (
             "HS256",
@@ -88,6 +90,18 @@ fn jwt(c: &mut Criterion) {
         block_on(v.verify(token, NOW, &NoFetch)).expect("bench token verifies");
         group.bench_function(*name, |b| {
             b.iter(|| block_on(v.verify(black_box(token), NOW, &NoFetch)))
+        });
+    }
+    group.finish();
+
+    // A caller presenting the token it used before (the common case).
+    let cached = verifier();
+    let mut group = c.benchmark_group("jwt_verify_remembered");
+    group.throughput(Throughput::Elements(1));
+    for (name, token) in &tokens {
+        block_on(cached.verify(token, NOW, &NoFetch)).expect("bench token verifies");
+        group.bench_function(*name, |b| {
+            b.iter(|| block_on(cached.verify(black_box(token), NOW, &NoFetch)))
         });
     }
     group.finish();

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use base64::Engine;
@@ -10,6 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cache::{Entry, TokenCache};
 use crate::claims::ClaimNames;
 use crate::keys::{Alg, Key, KeySet, Probe};
 use crate::{AuthMethod, Identity, JwtError, KeyError};
@@ -48,6 +50,11 @@ pub trait JwksFetcher {
 /// - `iss` and `aud` are required only when `issuer` / `audience` are
 ///   configured.
 ///
+/// A verified token is remembered (a bounded cache, keyed by the whole
+/// token): the next request with it skips decoding and the signature, but
+/// not the time checks. Entries verified with JWKS keys are used only while
+/// those keys are fresh and not replaced since.
+///
 /// Keys embedded in the token header (`jwk`, `jku`, `x5u`, `x5c`) are never
 /// used. While the first fetch of a JWKS URL is in flight, concurrent
 /// verifications that need it fail with [`JwtError::KeysUnavailable`];
@@ -60,6 +67,10 @@ pub struct JwtVerifier {
     leeway_s: f64,
     names: ClaimNames,
     jwks_ttl_s: i64,
+    cache: Option<TokenCache>,
+    /// Bumped whenever JWKS keys are installed: cached verifications made
+    /// with earlier keys no longer count.
+    generation: AtomicU64,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -94,6 +105,13 @@ struct JwksState {
     keys: Arc<KeySet>,
     fetched_at: Option<i64>,
     last_attempt: Option<i64>,
+}
+
+impl JwksState {
+    fn is_fresh(&self, now: i64, ttl: i64) -> bool {
+        self.fetched_at
+            .is_some_and(|t| now < t || now.saturating_sub(t) < ttl)
+    }
 }
 
 impl JwtVerifier {
@@ -168,7 +186,16 @@ impl JwtVerifier {
                 scope: config.scope_claim.as_str().into(),
             },
             jwks_ttl_s: i64::try_from(config.jwks_ttl_s).unwrap_or(i64::MAX),
+            cache: Some(TokenCache::new()),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// The same verifier without the cache of verified tokens: every token
+    /// is verified in full (to measure verification itself).
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
     }
 
     /// Verifies signature with the key selected by `kid` (or, with no kid,
@@ -197,6 +224,18 @@ impl JwtVerifier {
 
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtError::Malformed);
+        }
+        let now = now_unix_s as f64;
+        let generation = self.generation.load(Ordering::Acquire);
+        let cache = self.cache.as_ref().filter(|_| {
+            // A stale JWKS must be refreshed by a full verification.
+            self.sources
+                .iter()
+                .all(|s| s.is_fresh(now_unix_s, self.jwks_ttl_s))
+        });
+        if let Some(hit) = cache.and_then(|c| c.get(token, generation)) {
+            self.check_time(hit.exp, hit.nbf, now)?;
+            return Ok(hit.identity);
         }
         let (message, sig_b64) = token.rsplit_once('.').ok_or(JwtError::Malformed)?;
         let (head_b64, body_b64) = message.split_once('.').ok_or(JwtError::Malformed)?;
@@ -247,17 +286,7 @@ impl JwtVerifier {
         let mut body_heap = Vec::new();
         let body = decode(body_b64, &mut body_buf, &mut body_heap)?;
         let claims = self.names.read(body).map_err(|_| JwtError::Malformed)?;
-        let now = now_unix_s as f64;
-        if let Some(exp) = claims.exp
-            && now >= exp + self.leeway_s
-        {
-            return Err(JwtError::Expired);
-        }
-        if let Some(nbf) = claims.nbf
-            && now + self.leeway_s < nbf
-        {
-            return Err(JwtError::NotYetValid);
-        }
+        self.check_time(claims.exp, claims.nbf, now)?;
         if let Some(issuer) = &self.issuer {
             match &claims.iss {
                 None => return Err(JwtError::MissingClaim("iss".into())),
@@ -277,13 +306,38 @@ impl JwtVerifier {
                 return Err(JwtError::WrongAudience);
             }
         }
-        Ok(Identity {
+        let identity = Identity {
             user: claims.user,
             consumer: None,
             roles: claims.roles,
             scopes: claims.scope.or(claims.scp).unwrap_or_default(),
             method: AuthMethod::Jwt,
-        })
+        };
+        if let Some(cache) = &self.cache {
+            let entry = Entry {
+                identity: identity.clone(),
+                exp: claims.exp,
+                nbf: claims.nbf,
+                generation,
+            };
+            cache.insert(token, entry, now);
+        }
+        Ok(identity)
+    }
+
+    /// Refuses a token past `exp` or before `nbf`, with the leeway.
+    fn check_time(&self, exp: Option<f64>, nbf: Option<f64>, now: f64) -> Result<(), JwtError> {
+        if let Some(exp) = exp
+            && now >= exp + self.leeway_s
+        {
+            return Err(JwtError::Expired);
+        }
+        if let Some(nbf) = nbf
+            && now + self.leeway_s < nbf
+        {
+            return Err(JwtError::NotYetValid);
+        }
+        Ok(())
     }
 
     /// Fetches every JWKS URL not fetched yet or past its TTL (subject to the
@@ -294,7 +348,7 @@ impl JwtVerifier {
         for s in &self.sources {
             let (_, loaded, fresh) = s.snapshot(now_unix_s, self.jwks_ttl_s);
             if !fresh {
-                s.refresh(now_unix_s, fetcher).await;
+                s.refresh(now_unix_s, fetcher, &self.generation).await;
             }
             if loaded || s.snapshot(now_unix_s, self.jwks_ttl_s).1 {
                 ready += 1;
@@ -324,7 +378,7 @@ impl JwtVerifier {
                 Some(kid) => keys.has_kid(kid),
                 None => keys.has_alg(alg),
             };
-            if pinned && (!fresh || !knows) && s.refresh(now, fetcher).await {
+            if pinned && (!fresh || !knows) && s.refresh(now, fetcher, &self.generation).await {
                 (keys, loaded, _) = s.snapshot(now, self.jwks_ttl_s);
             }
             let p = keys.probe(kid, alg, message, signature);
@@ -346,15 +400,23 @@ impl JwksSource {
     /// cache is within its TTL.
     fn snapshot(&self, now: i64, ttl: i64) -> (Arc<KeySet>, bool, bool) {
         let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        let fresh = st
-            .fetched_at
-            .is_some_and(|t| now < t || now.saturating_sub(t) < ttl);
-        (st.keys.clone(), st.fetched_at.is_some(), fresh)
+        (
+            st.keys.clone(),
+            st.fetched_at.is_some(),
+            st.is_fresh(now, ttl),
+        )
+    }
+
+    /// Whether the cached keys are within their TTL.
+    fn is_fresh(&self, now: i64, ttl: i64) -> bool {
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        st.is_fresh(now, ttl)
     }
 
     /// Fetches and installs the JWKS unless one was attempted within the
-    /// refresh interval. True when new keys were installed.
-    async fn refresh(&self, now: i64, fetcher: &impl JwksFetcher) -> bool {
+    /// refresh interval, bumping `generation`. True when new keys were
+    /// installed.
+    async fn refresh(&self, now: i64, fetcher: &impl JwksFetcher, generation: &AtomicU64) -> bool {
         {
             let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
             // A clock stepping back must not block refreshes until it catches up.
@@ -376,6 +438,7 @@ impl JwksSource {
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         st.keys = Arc::new(keys);
         st.fetched_at = Some(now);
+        generation.fetch_add(1, Ordering::AcqRel);
         true
     }
 

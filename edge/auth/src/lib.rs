@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod apikey;
+mod cache;
 mod claims;
 mod error;
 mod jwt;

@@ -96,6 +96,27 @@ fn ttl_expiry_refetches_and_drops_removed_keys() {
 }
 
 #[test]
+fn a_refresh_that_drops_a_key_refuses_its_tokens_at_once() {
+    let f = MemFetcher::default();
+    f.serve(URL, &json!({"keys": [rsa_jwk("rsa_public.pem", "k1")]}));
+    let v = verifier();
+    let t1 = mint("RS256", Some("k1"), &claims());
+    assert!(block_on(v.verify(&t1, NOW, &f)).is_ok());
+    // The issuer replaces k1 with k2; a k2 token makes the gateway refresh
+    // well within the TTL.
+    f.serve(URL, &json!({"keys": [rsa_jwk("rsa2_public.pem", "k2")]}));
+    let later = NOW + JWKS_MIN_REFRESH_INTERVAL_S;
+    let t2 = mint_with("RS256", Some("k2"), &claims(), &rsa2());
+    assert!(block_on(v.verify(&t2, later, &f)).is_ok());
+    assert_eq!(f.calls(), 2);
+    // t1 was verified before, but with a key the issuer no longer lists.
+    assert_eq!(
+        block_on(v.verify(&t1, later + 1, &f)),
+        Err(JwtError::UnknownKey)
+    );
+}
+
+#[test]
 fn stale_keys_stay_in_use_when_the_refresh_fails() {
     let f = MemFetcher::default();
     f.serve(URL, &json!({"keys": [rsa_jwk("rsa_public.pem", "k1")]}));

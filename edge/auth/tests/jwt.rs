@@ -124,6 +124,45 @@ fn expiry_with_and_without_leeway() {
 }
 
 #[test]
+fn a_remembered_token_is_still_checked() {
+    let mut cfg = config(vec![secret_key("HS256", None, SECRET)]);
+    cfg.leeway_s = 5;
+    let v = JwtVerifier::new(&cfg).expect("keys parse");
+    let token = mint("HS256", None, &claims());
+    let exp = NOW + 600;
+    for now in [NOW, NOW + 1, exp + 4] {
+        let id = block_on(v.verify(&token, now, &NoFetch)).expect("valid until exp + leeway");
+        assert_eq!(id.user.as_deref(), Some("user-1"));
+        assert_eq!(id.roles, ["user"]);
+    }
+    // Remembered or not, a token expires at exp + leeway...
+    assert_eq!(
+        block_on(v.verify(&token, exp + 5, &NoFetch)),
+        Err(JwtError::Expired)
+    );
+    // ...is not valid before its nbf...
+    let mut c = claims();
+    c["nbf"] = json!(NOW);
+    let early = mint("HS256", None, &c);
+    assert!(block_on(v.verify(&early, NOW, &NoFetch)).is_ok());
+    assert_eq!(
+        block_on(v.verify(&early, NOW - 6, &NoFetch)),
+        Err(JwtError::NotYetValid)
+    );
+    // ...and a copy with another signature is verified, not looked up.
+    let (message, _) = token.rsplit_once('.').unwrap();
+    let other = jsonwebtoken::EncodingKey::from_secret(b"another-secret-entirely");
+    let (_, forged_sig) = mint_with("HS256", None, &claims(), &other)
+        .rsplit_once('.')
+        .map(|(m, s)| (m.to_string(), s.to_string()))
+        .unwrap();
+    assert_eq!(
+        block_on(v.verify(&format!("{message}.{forged_sig}"), NOW + 2, &NoFetch)),
+        Err(JwtError::BadSignature)
+    );
+}
+
+#[test]
 fn exp_is_optional_but_enforced_when_present() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("exp");
