@@ -10,9 +10,9 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, Uri, header};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{HttpConnector, capture_connection};
@@ -30,6 +30,11 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const POOL_MAX_IDLE_PER_HOST: usize = 256;
 /// Connect bound when the guest sets none (the OS default is minutes).
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes of a GET/HEAD/CONNECT body (never sent) read and discarded.
+const UNSENT_MAX: usize = 64 * 1024;
+/// How long such a body is kept writable once the response is in.
+const UNSENT_TIME: Duration = Duration::from_secs(10);
 
 /// Host names under this suffix address Durable Objects.
 pub const DURABLE_OBJECT_SUFFIX: &str = ".do.edgegate.internal";
@@ -108,7 +113,31 @@ impl Outbound {
             };
         }
         let options = options.unwrap_or_default();
+        let mut unsent = unsent_body(&mut request).map(Box::pin);
+        let response = self.network(request, &options);
+        tokio::pin!(response);
+        let response = std::future::poll_fn(|cx| {
+            if let Some(body) = &mut unsent
+                && body.as_mut().poll(cx).is_ready()
+            {
+                unsent = None;
+            }
+            response.as_mut().poll(cx)
+        })
+        .await;
+        if let Some(body) = unsent {
+            // The guest has not finished its body yet: keep it writable.
+            tokio::spawn(body);
+        }
+        response
+    }
 
+    /// Sends `request` to an origin.
+    async fn network(
+        &self,
+        mut request: Request<WasiBody>,
+        options: &RequestOptions,
+    ) -> Result<Response<WasiBody>, Error> {
         let mut connection = capture_connection(&mut request);
         let response = self.client.request(request);
         tokio::pin!(response);
@@ -164,6 +193,42 @@ impl Outbound {
         let class = class.to_string();
         dispatch::fetch(objects, &class, request, options).await
     }
+}
+
+/// For a GET, HEAD or CONNECT without `content-length` or
+/// `transfer-encoding`, hyper sends no body and drops it right after the
+/// head, so a guest that writes or finishes its (empty) body after sending
+/// would find the stream closed and fail the request; wstd's client does
+/// exactly that, racing the origin. Such a body is taken off the request and
+/// the returned future reads it to its end instead (discarding at most
+/// [`UNSENT_MAX`] bytes for at most [`UNSENT_TIME`]).
+fn unsent_body(request: &mut Request<WasiBody>) -> Option<impl Future<Output = ()> + Send + use<>> {
+    let bodiless = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::CONNECT
+    ) && !request.headers().contains_key(header::CONTENT_LENGTH)
+        && !request.headers().contains_key(header::TRANSFER_ENCODING)
+        && !request.body().is_end_stream();
+    if !bodiless {
+        return None;
+    }
+    let empty = Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut body = std::mem::replace(request.body_mut(), empty);
+    Some(async move {
+        let drain = async {
+            let mut left = UNSENT_MAX;
+            while let Some(Ok(frame)) = body.frame().await {
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                match left.checked_sub(len) {
+                    Some(rest) => left = rest,
+                    None => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(UNSENT_TIME, drain).await;
+    })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

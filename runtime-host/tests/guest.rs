@@ -240,6 +240,19 @@ fn outbound_requests_do_not_wear_out_a_reused_instance() {
 }
 
 #[test]
+fn a_get_body_finished_after_the_response_head_is_accepted() {
+    // The request goes out without a body (a GET), but the guest still owns
+    // its body stream: a guest that writes and finishes it late (wstd does so
+    // right after sending, racing the origin) must not find it closed.
+    let origin = Origin::start("o");
+    let gateway = start("");
+    for _ in 0..3 {
+        let reply = gateway.get(&format!("/fetch-late?url=http://{}/", origin.addr));
+        assert_eq!(reply.text(), "200");
+    }
+}
+
+#[test]
 fn https_to_a_plain_http_server_is_a_tls_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

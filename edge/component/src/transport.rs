@@ -450,7 +450,16 @@ pub async fn send(
             .set_path_with_query(Some(path.as_str()))
             .map_err(|()| other("path"))?;
     }
-    let wasi_body = wasi_request.body().map_err(|()| other("body"))?;
+    // A GET or HEAD without framing headers goes out without a body (HTTP/1.1
+    // gives it none), so its outgoing body is not even opened: that saves the
+    // host calls and the wait for the client's trailers.
+    let framed = parts.headers.contains_key(http::header::CONTENT_LENGTH)
+        || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let wasi_body = if framed || !matches!(parts.method, Method::GET | Method::HEAD) {
+        Some(wasi_request.body().map_err(|()| other("body"))?)
+    } else {
+        None
+    };
 
     let options = RequestOptions::new();
     let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -465,7 +474,13 @@ pub async fn send(
         .map_err(|()| other("between-bytes timeout"))?;
 
     let pending = outgoing_handler::handle(wasi_request, Some(options)).map_err(Failure::Code)?;
-    let ((), response) = futures_lite::future::try_zip(body.send(wasi_body), async move {
+    let send_body = async move {
+        match wasi_body {
+            Some(out) => body.send(out).await,
+            None => Ok(()),
+        }
+    };
+    let ((), response) = futures_lite::future::try_zip(send_body, async move {
         AsyncPollable::new(pending.subscribe()).wait_for().await;
         match pending.get() {
             Some(Ok(Ok(response))) => response_from_wasi(response),

@@ -10,6 +10,8 @@
 //! - `/count`: how many requests this instance has served
 //! - `/fetch?url=U`: fetches U and answers with its status, or 502 and the
 //!   `wasi:http` error code
+//! - `/fetch-late?url=U`: GETs U but writes and finishes its (empty) request
+//!   body only once the response head is in, then answers like `/fetch`
 //! - `/big?kib=N`: N KiB of `x`
 //! - `/alloc?mib=N`: allocates and touches N MiB, then 200
 //! - `/len` (any method): reads the request body, answers its length
@@ -88,6 +90,7 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>> {
                 }
             });
         }
+        "/fetch-late" => fetch_late(query.strip_prefix("url=").unwrap_or("")).await,
         "/big" => "x".repeat(number("kib") as usize * 1024),
         "/alloc" => {
             let block = vec![1u8; number("mib") as usize * 1024 * 1024];
@@ -101,4 +104,39 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>> {
         }
     };
     Ok(Response::new(text.into()))
+}
+
+/// A GET whose request body is finished only after the response head came
+/// back, which `wasi:http` allows: the body stream must still be writable.
+async fn fetch_late(url: &str) -> String {
+    use wasip2::http::outgoing_handler::{OutgoingRequest, handle};
+    use wasip2::http::types::{Fields, OutgoingBody, Scheme};
+    use wstd::io::AsyncPollable;
+
+    let uri: wstd::http::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(e) => return format!("bad url: {e}"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(uri.authority().map(|a| a.as_str()));
+    let _ = request.set_path_with_query(uri.path_and_query().map(|p| p.as_str()));
+    let body = request.body().expect("body taken once");
+    let pending = match handle(request, None) {
+        Ok(pending) => pending,
+        Err(code) => return format!("{code:?}"),
+    };
+    AsyncPollable::new(pending.subscribe()).wait_for().await;
+    let stream = body.write().expect("stream taken once");
+    let written = stream
+        .check_write()
+        .and_then(|_| stream.write(&[]))
+        .map_err(|e| format!("{e:?}"));
+    drop(stream);
+    let finished = OutgoingBody::finish(body, None).map_err(|e| format!("{e:?}"));
+    match (written, finished, pending.get()) {
+        (Err(e), _, _) | (_, Err(e), _) => format!("body: {e}"),
+        (_, _, Some(Ok(Ok(response)))) => response.status().to_string(),
+        (_, _, other) => format!("response: {other:?}"),
+    }
 }
