@@ -1,6 +1,8 @@
 //! Responses the host itself produces: RFC 9457 problem bodies and the
 //! request id that ties them to logs.
 
+use std::hash::BuildHasher;
+
 use bytes::Bytes;
 use edgegate_problem::{CONTENT_TYPE, Problem};
 use http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderMap, HeaderValue};
@@ -53,19 +55,13 @@ pub fn is_valid_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// 128 random bits as 32 lowercase hex digits.
+/// 128 random bits as 32 lowercase hex digits, without a system call: each
+/// `RandomState` gets keys that are random per thread and advanced on every
+/// call, so hashing under them gives unpredictable, distinct values.
 pub fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        // The OS generator failing is near impossible; a time-based id still
-        // correlates logs.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes = nanos.to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let keys = std::hash::RandomState::new();
+    let (high, low) = (keys.hash_one(0u8), keys.hash_one(1u8));
+    format!("{high:016x}{low:016x}")
 }
 
 #[cfg(test)]
@@ -86,6 +82,21 @@ mod tests {
         headers.insert(REQUEST_ID, HeaderValue::from_str(&"a".repeat(129)).unwrap());
         assert_ne!(request_id(&headers).len(), 129);
         assert!(!is_valid_request_id(""));
+    }
+
+    #[test]
+    fn new_ids_are_hex_and_distinct_across_threads() {
+        let mine: Vec<String> = (0..1000).map(|_| new_request_id()).collect();
+        let other = std::thread::spawn(|| new_request_id()).join().unwrap();
+        let mut all: std::collections::HashSet<&str> = mine.iter().map(String::as_str).collect();
+        assert!(all.insert(&other));
+        assert_eq!(all.len(), 1001);
+        assert!(all.iter().all(|id| {
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
     }
 
     #[test]
