@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn new_ids_are_hex_and_distinct_across_threads() {
         let mine: Vec<String> = (0..1000).map(|_| new_request_id()).collect();
-        let other = std::thread::spawn(|| new_request_id()).join().unwrap();
+        let other = std::thread::spawn(new_request_id).join().unwrap();
         let mut all: std::collections::HashSet<&str> = mine.iter().map(String::as_str).collect();
         assert!(all.insert(&other));
         assert_eq!(all.len(), 1001);
