@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Profiles `edgegate serve` on the JWT route of bench/proxy.sh under load:
-# the same origin, config and core pinning (origin and wrk on core 0, the
-# gateway on core 1), with `perf record` attached to the gateway while wrk
-# runs. Guest (wasm) functions are named through a perf map
-# (EDGEGATE_PERFMAP); pass an unstripped build of the edge component as
-# COMPONENT to see its function names.
+# Profiles `edgegate serve` on a route of bench/proxy.sh (ROUTE, the JWT
+# route by default) under load: the same origin, config and core pinning
+# (origin and wrk on core 0, the gateway on core 1), with `perf record`
+# attached to the gateway while wrk runs. Guest (wasm) functions are named
+# through a perf map (EDGEGATE_PERFMAP); pass an unstripped build of the
+# edge component as COMPONENT to see its function names.
 #
 #   bash bench/profile.sh                       # report on stdout, data in $OUT
 #   DURATION=10 CONNS=64 COMPONENT=path/to/edge.wasm OUT=/tmp/edge.perf bash bench/profile.sh
+#   ROUTE=/limited/x bash bench/profile.sh      # the JWT + rate-limited route
 #
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -16,6 +17,7 @@ source bench/lib.sh
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
+ROUTE=${ROUTE:-/api/x}
 OUT=${OUT:-/tmp/edgegate.perf.data}
 CALLGRAPH=${CALLGRAPH:-}   # e.g. "--call-graph=dwarf" (large) or "-g"
 ORIGIN=127.0.0.1:19011
@@ -31,17 +33,18 @@ setup_work
 start_origin "$ORIGIN"
 
 jwt_route_config "$work/gateway.toml" "$GATEWAY" "$ADMIN" "$ORIGIN" "$SECRET"
+rate_limited_route_config >>"$work/gateway.toml"
 component=()
 [ -n "${COMPONENT:-}" ] && component=(--component "$COMPONENT")
 EDGEGATE_PERFMAP=1 start_gateway "$work/gateway.toml" "$work/gateway.log" "${component[@]}"
 wait_ready "$ADMIN"
 token=$(target/release/edgegate token --secret "$SECRET" --sub bench --roles user --ttl-s 86400)
-curl -fs -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
+curl -fs -H "authorization: Bearer $token" "http://$GATEWAY$ROUTE" >/dev/null
 
 # Warm up, then record only the steady state.
-taskset -c 0 wrk -t1 -c"$CONNS" -d2s -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
+taskset -c 0 wrk -t1 -c"$CONNS" -d2s -H "authorization: Bearer $token" "http://$GATEWAY$ROUTE" >/dev/null
 taskset -c 0 wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" --latency \
-  -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >"$work/wrk.txt" &
+  -H "authorization: Bearer $token" "http://$GATEWAY$ROUTE" >"$work/wrk.txt" &
 wrk_pid=$!
 sleep 1
 # shellcheck disable=SC2086
