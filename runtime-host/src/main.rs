@@ -24,6 +24,7 @@ mod serve;
 mod server;
 mod settings;
 mod token;
+mod unread;
 
 use std::process::ExitCode;
 

@@ -23,6 +23,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 use crate::objects::{Objects, dispatch};
 use crate::pool::EdgeClock;
 use crate::redis_link::{self, Redis};
+use crate::unread;
 
 /// Idle keep-alive connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -215,20 +216,8 @@ fn unsent_body(request: &mut Request<WasiBody>) -> Option<impl Future<Output = (
     let empty = Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed_unsync();
-    let mut body = std::mem::replace(request.body_mut(), empty);
-    Some(async move {
-        let drain = async {
-            let mut left = UNSENT_MAX;
-            while let Some(Ok(frame)) = body.frame().await {
-                let len = frame.data_ref().map_or(0, Bytes::len);
-                match left.checked_sub(len) {
-                    Some(rest) => left = rest,
-                    None => return,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(UNSENT_TIME, drain).await;
-    })
+    let body = std::mem::replace(request.body_mut(), empty);
+    Some(unread::discard(body, UNSENT_MAX, UNSENT_TIME))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -25,6 +25,7 @@ use crate::cpu::{CpuMeter, metered};
 use crate::metrics;
 use crate::outbound::{Outbound, OutboundHooks};
 use crate::respond::Body;
+use crate::unread::ClientBody;
 
 /// Idle instances kept for reuse; more than this are dropped when they
 /// finish, returning their memory.
@@ -352,7 +353,7 @@ impl Guests {
 
         let mut http = instance.store.data_mut().http();
         let request = http
-            .new_incoming_request(Scheme::Http, request)
+            .new_incoming_request(Scheme::Http, ClientBody::wrap(request))
             .map_err(|e| GuestFailure::trap("incoming request", &e))?;
         let out = http
             .new_response_outparam_from_callback(move |response| {

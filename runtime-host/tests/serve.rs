@@ -3,9 +3,11 @@
 
 mod support;
 
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Gateway, Origin, config_with_upstream, free_port, get, try_get};
+use support::{Gateway, Origin, config_with_upstream, free_port, get, read_response, try_get};
 
 #[test]
 fn admin_probes_answer_and_stay_off_the_public_listener() {
@@ -140,4 +142,82 @@ fn sigterm_stops_the_gateway_with_exit_0() {
         .terminate(Duration::from_secs(10))
         .expect("exited in time");
     assert!(status.success(), "{status:?}\n{}", gateway.output());
+}
+
+/// A client that reads the answer while still uploading (curl, browsers)
+/// gets a 413 past `max_body_bytes` before it has sent everything; it may
+/// then finish sending and use the connection again, as with nginx.
+#[test]
+fn an_upload_refused_early_is_answered_and_the_connection_stays_open() {
+    let origin = Origin::start("after the refusal");
+    let config = config_with_upstream(&format!("http://{}", origin.addr), "").replace(
+        "upstream = \"origin\"",
+        "upstream = \"origin\"\nmax_body_bytes = 1024",
+    );
+    let gateway = Gateway::start(&config);
+    let chunks = |n: usize| {
+        let mut bytes = Vec::new();
+        for _ in 0..n {
+            bytes.extend_from_slice(b"1000\r\n");
+            bytes.extend_from_slice(&[b'a'; 4096]);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"0\r\n\r\n");
+        bytes
+    };
+    let connect = || {
+        let stream = TcpStream::connect(gateway.listen).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        (stream, reader)
+    };
+    let (mut stream, mut reader) = connect();
+    // Sends the head and the start of the body, reads the refusal, then
+    // sends the rest.
+    let mut refused = |head: &str, body: &[u8], start: usize| {
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body[..start]).unwrap();
+        let reply = read_response(&mut reader).expect("the refusal");
+        assert_eq!(reply.status, 413, "{}", reply.text());
+        stream.write_all(&body[start..]).unwrap();
+    };
+
+    // Chunked: refused once past the limit, 192 KiB still to come.
+    refused(
+        "POST /up HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n",
+        &chunks(48),
+        8 * 1024,
+    );
+    // Declared too long: refused from the head alone.
+    refused(
+        "POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 200000\r\n\r\n",
+        &[b'a'; 200_000],
+        0,
+    );
+    stream
+        .write_all(b"GET /next HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    let next = read_response(&mut reader).expect("an answer on the same connection");
+    assert_eq!(
+        (next.status, next.text().as_str()),
+        (200, "after the refusal")
+    );
+
+    // A client that waits for `100 Continue` is not invited to send a body
+    // that was refused.
+    let (mut stream, mut reader) = connect();
+    stream
+        .write_all(b"POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 200000\r\nexpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let reply = read_response(&mut reader).expect("the refusal");
+    assert_eq!(reply.status, 413, "{}", reply.text());
+    let mut more = [0u8; 64];
+    let extra = std::io::Read::read(&mut reader, &mut more).unwrap_or(0);
+    assert_eq!(
+        String::from_utf8_lossy(&more[..extra]),
+        "",
+        "nothing after the refusal"
+    );
 }

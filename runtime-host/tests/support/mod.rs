@@ -355,6 +355,48 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Reply> {
     })
 }
 
+/// Reads one response (`content-length` or chunked body) from a connection
+/// that stays open (keep-alive).
+pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Reply> {
+    let bad = |what: &str, bytes: &[u8]| {
+        std::io::Error::other(format!("{what}: {:?}", String::from_utf8_lossy(bytes)))
+    };
+    let mut bytes = Vec::new();
+    while !bytes.ends_with(b"\r\n\r\n") {
+        if reader.read_until(b'\n', &mut bytes)? == 0 {
+            return Err(bad("connection closed within the head", &bytes));
+        }
+    }
+    let head = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+    if head.contains("transfer-encoding: chunked") {
+        loop {
+            let start = bytes.len();
+            reader.read_until(b'\n', &mut bytes)?;
+            let size_line = String::from_utf8_lossy(&bytes[start..]).into_owned();
+            let size = usize::from_str_radix(size_line.trim(), 16)
+                .map_err(|_| bad("bad chunk size", size_line.as_bytes()))?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            bytes.extend_from_slice(&chunk);
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(length) = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+    {
+        let length = length
+            .trim()
+            .parse()
+            .map_err(|_| bad("bad content-length", length.as_bytes()))?;
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        bytes.extend_from_slice(&body);
+    }
+    parse_response(&bytes).ok_or_else(|| bad("bad response", &bytes))
+}
+
 fn parse_response(bytes: &[u8]) -> Option<Reply> {
     let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&bytes[..split]).ok()?;
