@@ -3,12 +3,14 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+    Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
+    ProfilingStrategy,
 };
 
 /// Version of wasmtime compiled in (part of the cache key).
@@ -88,20 +90,30 @@ fn build(mut config: Config) -> Result<Engine, EngineError> {
     Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))
 }
 
-/// Advances the engine epoch every [`EPOCH_TICK`] for the life of the
-/// process; guests check it to yield and to enforce the CPU limit.
+/// Engines whose epoch the ticker thread advances.
+static TICKED: Mutex<Vec<EngineWeak>> = Mutex::new(Vec::new());
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] while it lives; guests
+/// check it to yield and to enforce the CPU limit. One thread ticks every
+/// engine (edge, objects, reloaded generations), so the process wakes once
+/// per tick rather than once per engine.
 pub fn start_epoch_ticker(engine: &Engine) {
-    let engine = engine.weak();
-    std::thread::Builder::new()
-        .name("edgegate-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = engine.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("spawning a thread at start-up");
+    static TICKER: Once = Once::new();
+    let ticked = || TICKED.lock().unwrap_or_else(|e| e.into_inner());
+    ticked().push(engine.weak());
+    TICKER.call_once(|| {
+        std::thread::Builder::new()
+            .name("edgegate-epoch".into())
+            .spawn(move || {
+                loop {
+                    ticked().retain(|engine| {
+                        engine.upgrade().inspect(Engine::increment_epoch).is_some()
+                    });
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .expect("spawning a thread at start-up");
+    });
 }
 
 /// How the component was obtained.

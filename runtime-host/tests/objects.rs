@@ -434,6 +434,41 @@ async fn a_trapping_object_does_not_take_others_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_past_the_cpu_limit_is_stopped_and_starts_over() {
+    let component = support::trapping_objects_component();
+    let running = gateway("cpu_limit_ms = 200", |b| {
+        b.args([
+            "--objects-component".to_string(),
+            component.display().to_string(),
+        ])
+    });
+    let gw = &running.gateway;
+    let admin = token("svc", &["admin"]);
+    let mut alice = connect(gw, "a", "alice").await.unwrap();
+    subscribe(&mut alice, "news").await;
+
+    let started = Instant::now();
+    let spin = json!({"topic": "spin", "data": 0});
+    let reply = post_async(gw.listen, "/rooms/a/publish", admin.clone(), spin).await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(
+        started.elapsed() < WAIT,
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        gw.printed_within("resetting it", WAIT).await,
+        "{}",
+        gw.output()
+    );
+    // The same object serves again, its sockets and subscriptions kept.
+    let news = json!({"topic": "news", "data": "after"});
+    let reply = post_async(gw.listen, "/rooms/a/publish", admin, news).await;
+    assert_eq!(reply.json(), json!({"delivered": 1}));
+    assert_eq!(expect(&mut alice, "message").await["data"], "after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_sockets_with_1001() {
     let mut running = gateway("", |b| b);
     let mut ws = connect(&running.gateway, "bye", "alice").await.unwrap();

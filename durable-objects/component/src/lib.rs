@@ -72,8 +72,15 @@ impl Guest for Component {
 
     fn fetch(request: types::Request) -> types::FetchOutcome {
         #[cfg(feature = "test-trap")]
-        if request.path == "/publish" && contains(&request.body, br#""topic":"trap""#) {
-            std::process::abort();
+        if request.path == "/publish" {
+            if contains(&request.body, br#""topic":"trap""#) {
+                std::process::abort();
+            }
+            if contains(&request.body, br#""topic":"spin""#) {
+                loop {
+                    std::hint::black_box(());
+                }
+            }
         }
         let request = match to_http(request) {
             Ok(request) => request,

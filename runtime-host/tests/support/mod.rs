@@ -559,7 +559,8 @@ pub fn test_guest() -> PathBuf {
 }
 
 /// The objects component built with its `test-trap` feature (a hub
-/// publish to the topic `trap` traps), built once per test run.
+/// publish to the topic `trap` traps, to `spin` runs forever), built once
+/// per test run.
 pub fn trapping_objects_component() -> PathBuf {
     static COMPONENT: OnceLock<PathBuf> = OnceLock::new();
     COMPONENT
