@@ -103,6 +103,17 @@ fn gateway(server: &str, customize: impl FnOnce(GatewayBuilder) -> GatewayBuilde
     }
 }
 
+/// A gateway whose objects trap on the topic `trap` and spin on `spin`.
+fn misbehaving_gateway(server: &str) -> Running {
+    let component = support::trapping_objects_component();
+    gateway(server, |b| {
+        b.args([
+            "--objects-component".to_string(),
+            component.display().to_string(),
+        ])
+    })
+}
+
 async fn connect(gateway: &Gateway, room: &str, user: &str) -> Result<Ws, WsError> {
     connect_room(gateway.listen, room, Some(&token(user, &["user"]))).await
 }
@@ -396,13 +407,7 @@ async fn rate_limits_and_alarms_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trapping_object_does_not_take_others_down() {
-    let component = support::trapping_objects_component();
-    let running = gateway("", |b| {
-        b.args([
-            "--objects-component".to_string(),
-            component.display().to_string(),
-        ])
-    });
+    let running = misbehaving_gateway("");
     let gw = &running.gateway;
     let admin = token("svc", &["admin"]);
     let mut alice = connect(gw, "a", "alice").await.unwrap();
@@ -435,13 +440,7 @@ async fn a_trapping_object_does_not_take_others_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_past_the_cpu_limit_is_stopped_and_starts_over() {
-    let component = support::trapping_objects_component();
-    let running = gateway("cpu_limit_ms = 200", |b| {
-        b.args([
-            "--objects-component".to_string(),
-            component.display().to_string(),
-        ])
-    });
+    let running = misbehaving_gateway("cpu_limit_ms = 200");
     let gw = &running.gateway;
     let admin = token("svc", &["admin"]);
     let mut alice = connect(gw, "a", "alice").await.unwrap();
