@@ -12,7 +12,8 @@ use crate::cli::ServeArgs;
 pub const HOST_FEATURES_VAR: &str = "EDGEGATE_HOST_FEATURES";
 /// Its value: Durable Objects (and so WebSocket hubs) are served here; the
 /// host consumes access records (metrics, traces) whatever the access-log
-/// setting; it names unhealthy targets (active health checks).
+/// setting; it names unhealthy targets (active health checks); it discards
+/// what the edge leaves unread of a request body.
 pub const HOST_FEATURES: &str = "durable-objects,access-records,health-checks,unread-bodies";
 
 /// Data directory when neither `--data-dir` nor `[server] data_dir` is set

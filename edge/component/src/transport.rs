@@ -281,10 +281,10 @@ async fn splice(
 /// unless the host does that itself once the body is dropped
 /// (`unread-bodies`), so the answer need not wait for it.
 async fn drain(input: &InputStream) {
+    use wstd::future::FutureExt as _;
     if crate::host_feature("unread-bodies") {
         return;
     }
-    use wstd::future::FutureExt as _;
     let skip = async {
         let mut left = DRAIN_MAX;
         let mut ready: Option<AsyncPollable> = None;
