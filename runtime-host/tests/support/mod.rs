@@ -361,45 +361,49 @@ pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Reply> {
     let bad = |what: &str, bytes: &[u8]| {
         std::io::Error::other(format!("{what}: {:?}", String::from_utf8_lossy(bytes)))
     };
-    let mut bytes = Vec::new();
-    while !bytes.ends_with(b"\r\n\r\n") {
-        if reader.read_until(b'\n', &mut bytes)? == 0 {
-            return Err(bad("connection closed within the head", &bytes));
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if reader.read_until(b'\n', &mut head)? == 0 {
+            return Err(bad("connection closed within the head", &head));
         }
     }
-    let head = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
-    if head.contains("transfer-encoding: chunked") {
+    let mut reply = parse_head(&head).ok_or_else(|| bad("bad response head", &head))?;
+    if is_chunked(&reply) {
         loop {
-            let start = bytes.len();
-            reader.read_until(b'\n', &mut bytes)?;
-            let size_line = String::from_utf8_lossy(&bytes[start..]).into_owned();
-            let size = usize::from_str_radix(size_line.trim(), 16)
-                .map_err(|_| bad("bad chunk size", size_line.as_bytes()))?;
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let size = chunk_size(&line).ok_or_else(|| bad("bad chunk size", line.as_bytes()))?;
             let mut chunk = vec![0; size + 2];
             reader.read_exact(&mut chunk)?;
-            bytes.extend_from_slice(&chunk);
             if size == 0 {
                 break;
             }
+            reply.body.extend_from_slice(&chunk[..size]);
         }
-    } else if let Some(length) = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-    {
+    } else if let Some(length) = reply.header("content-length") {
         let length = length
-            .trim()
             .parse()
             .map_err(|_| bad("bad content-length", length.as_bytes()))?;
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        bytes.extend_from_slice(&body);
+        reply.body = vec![0; length];
+        reader.read_exact(&mut reply.body)?;
     }
-    parse_response(&bytes).ok_or_else(|| bad("bad response", &bytes))
+    Ok(reply)
 }
 
+/// A whole response as read until the server closed the connection.
 fn parse_response(bytes: &[u8]) -> Option<Reply> {
     let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&bytes[..split]).ok()?;
+    let mut reply = parse_head(&bytes[..split])?;
+    reply.body = bytes[split + 4..].to_vec();
+    if is_chunked(&reply) {
+        reply.body = dechunk(&reply.body)?;
+    }
+    Some(reply)
+}
+
+/// Status line and headers; the body is left empty.
+fn parse_head(head: &[u8]) -> Option<Reply> {
+    let head = std::str::from_utf8(head).ok()?.trim_end();
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
@@ -414,26 +418,29 @@ fn parse_response(bytes: &[u8]) -> Option<Reply> {
             })
             .or_insert(v);
     }
-    let mut body = bytes[split + 4..].to_vec();
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|te| te.contains("chunked"))
-    {
-        body = dechunk(&body)?;
-    }
     Some(Reply {
         status,
         headers,
-        body,
+        body: Vec::new(),
     })
+}
+
+fn is_chunked(reply: &Reply) -> bool {
+    reply
+        .header("transfer-encoding")
+        .is_some_and(|te| te.contains("chunked"))
+}
+
+/// The size on a chunk's first line (extensions ignored).
+fn chunk_size(line: &str) -> Option<usize> {
+    usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        let size = chunk_size(std::str::from_utf8(&data[..line_end]).ok()?)?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Some(out);
