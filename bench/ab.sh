@@ -8,7 +8,8 @@
 #
 # ROUTE is /api/x (JWT) or /limited/x (JWT + per-user rate limit). Origin
 # and wrk on core 0, both gateways on core 1 (only the measured one is
-# busy). Loopback only; every process it starts is stopped on exit.
+# busy), A first in odd rounds and B first in even ones. Loopback only; every
+# process it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -45,8 +46,13 @@ token=$(target/release/edgegate token --secret "$SECRET" --sub bench --roles use
 for build in A B; do
   curl -fs -H "authorization: Bearer $token" "http://${listen[$build]}$ROUTE" >/dev/null
 done
-for _ in $(seq "$ROUNDS"); do
-  for build in A B; do
+# The order flips every round: with one binary as both A and B, the one
+# measured second in every round took 4% less CPU per request (66.0 vs
+# 68.6 µs).
+for round in $(seq "$ROUNDS"); do
+  order="A B"
+  [ $((round % 2)) -eq 0 ] && order="B A"
+  for build in $order; do
     c0=$(cpu_ticks "${gateway[$build]}")
     out=$(wrk_latency -H "authorization: Bearer $token" "http://${listen[$build]}$ROUTE")
     c1=$(cpu_ticks "${gateway[$build]}")

@@ -71,8 +71,10 @@ fn init_logging() {
             }
         }
     }
+    // Colours only for a terminal: escape codes garble files and journals.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // Text for people, JSON for log shippers.
     if std::env::var("EDGEGATE_LOG_FORMAT").is_ok_and(|f| f == "json") {

@@ -133,6 +133,20 @@ fn metrics_count_even_with_the_access_log_off() {
 }
 
 #[test]
+fn a_log_written_to_a_pipe_has_no_colour_codes() {
+    let origin = Origin::start(Behaviour::Echo);
+    let gw = Gateway::start(&support::config_with_upstream(&origin.url(), ""));
+    assert_eq!(gw.get("/").status, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || gw.output().contains(" ready ")),
+        "{}",
+        gw.output()
+    );
+    // Escape codes garble log files and journals.
+    assert!(!gw.output().contains('\u{1b}'), "{:?}", gw.output());
+}
+
+#[test]
 fn edge_latency_leaves_out_the_upstream() {
     let origin = Origin::start(Behaviour::Slow(Duration::from_millis(300)));
     let gw = Gateway::start(&support::config_with_upstream(&origin.url(), ""));

@@ -87,6 +87,8 @@ pub struct GatewayBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     data_dir: PathBuf,
+    /// Runs the process on this CPU only (`taskset`).
+    cpu: Option<u32>,
 }
 
 impl GatewayBuilder {
@@ -118,6 +120,20 @@ impl GatewayBuilder {
         self
     }
 
+    /// Runs the process on one CPU (the first this test may use), as a
+    /// one-core machine or container would.
+    pub fn one_core(mut self) -> Self {
+        let status =
+            std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+        let cpu = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .and_then(|list| list.trim().split([',', '-']).next()?.parse().ok())
+            .expect("an allowed CPU in /proc/self/status");
+        self.cpu = Some(cpu);
+        self
+    }
+
     /// Starts the process and waits until `/readyz` answers 200.
     pub fn start(self) -> Gateway {
         let gateway = self.spawn();
@@ -134,7 +150,14 @@ impl GatewayBuilder {
         while admin == listen {
             admin = free_port();
         }
-        let mut command = Command::new(BIN);
+        let mut command = match self.cpu {
+            Some(cpu) => {
+                let mut taskset = Command::new("taskset");
+                taskset.arg("-c").arg(cpu.to_string()).arg(BIN);
+                taskset
+            }
+            None => Command::new(BIN),
+        };
         command
             .arg("serve")
             .arg("--config")
@@ -212,6 +235,7 @@ impl Gateway {
             args: Vec::new(),
             env: Vec::new(),
             data_dir: shared_data_dir(),
+            cpu: None,
         }
     }
 
