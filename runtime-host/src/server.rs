@@ -49,9 +49,10 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let request_id = respond::request_id(request.headers());
-    let method = request.method().clone();
-    // Path only: queries may carry tokens.
-    let path = request.uri().path().to_string();
+    // For the debug line only, so taken only when it is written. Path
+    // only: queries may carry tokens.
+    let seen = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (request.method().clone(), request.uri().path().to_string()));
 
     let headers = request.headers_mut();
     // Only the host knows the peer; a client-sent value is a spoof.
@@ -90,14 +91,16 @@ pub async fn handle(
         Some(pending) => pending.complete(response, &request_id),
         None => response,
     };
-    tracing::debug!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        request_id,
-        "request"
-    );
+    if let Some((method, path)) = seen {
+        tracing::debug!(
+            %method,
+            path,
+            status = response.status().as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            request_id,
+            "request"
+        );
+    }
     response
 }
 

@@ -147,6 +147,24 @@ fn a_log_written_to_a_pipe_has_no_colour_codes() {
 }
 
 #[test]
+fn the_debug_log_names_each_request_but_not_its_query() {
+    let origin = Origin::start(Behaviour::Echo);
+    let gw = Gateway::builder(&support::config_with_upstream(&origin.url(), ""))
+        .env("EDGEGATE_LOG", "debug")
+        .start();
+    assert_eq!(gw.get("/orders/7?token=s3cret-value").status, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || gw.output().lines().any(
+            |line| line.contains("request") && line.contains("path=\"/orders/7\"")
+        )),
+        "{}",
+        gw.output()
+    );
+    // Queries may carry tokens.
+    assert!(!gw.output().contains("s3cret-value"), "{}", gw.output());
+}
+
+#[test]
 fn edge_latency_leaves_out_the_upstream() {
     let origin = Origin::start(Behaviour::Slow(Duration::from_millis(300)));
     let gw = Gateway::start(&support::config_with_upstream(&origin.url(), ""));
