@@ -47,12 +47,13 @@ pub async fn handle(
     mut request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<Body> {
-    let started = Instant::now();
     let request_id = respond::request_id(request.headers());
     // For the debug line only, so taken only when it is written. Path
     // only: queries may carry tokens.
-    let seen = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (request.method().clone(), request.uri().path().to_string()));
+    let seen = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+        let path = request.uri().path().to_string();
+        (Instant::now(), request.method().clone(), path)
+    });
 
     let headers = request.headers_mut();
     // Only the host knows the peer; a client-sent value is a spoof.
@@ -91,7 +92,7 @@ pub async fn handle(
         Some(pending) => pending.complete(response, &request_id),
         None => response,
     };
-    if let Some((method, path)) = seen {
+    if let Some((started, method, path)) = seen {
         tracing::debug!(
             %method,
             path,
