@@ -135,7 +135,7 @@ impl Cluster {
         let origin = Origin::start("ok");
         let text = config(origin.addr, &redis.url());
         let dirs: Vec<TempDir> = (0..n).map(|_| private_data_dir()).collect();
-        let gateways: Vec<Gateway> = dirs
+        let mut gateways: Vec<Gateway> = dirs
             .iter()
             .map(|dir| {
                 Gateway::builder(&text)
@@ -144,7 +144,7 @@ impl Cluster {
                     .spawn()
             })
             .collect();
-        for gateway in &gateways {
+        for gateway in &mut gateways {
             gateway.wait_ready(Duration::from_secs(120));
         }
         Cluster {

@@ -15,10 +15,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_edgegate");
+
+/// How long a started gateway gets to become ready (a cold compile of the
+/// components under a loaded CI machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Starts tried when the ports picked for a gateway were taken meanwhile.
+const START_ATTEMPTS: usize = 3;
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -136,13 +143,28 @@ impl GatewayBuilder {
 
     /// Starts the process and waits until `/readyz` answers 200.
     pub fn start(self) -> Gateway {
-        let gateway = self.spawn();
-        gateway.wait_ready(Duration::from_secs(120));
+        // A port that was free when picked may be taken by another test
+        // before the process binds it; then the process starts again on
+        // other ports.
+        for _ in 1..START_ATTEMPTS {
+            let mut gateway = self.launch();
+            match gateway.ready_within(READY_TIMEOUT) {
+                Ok(()) => return gateway,
+                Err(why) if why.contains("Address already in use") => continue,
+                Err(why) => panic!("{why}"),
+            }
+        }
+        let mut gateway = self.launch();
+        gateway.wait_ready(READY_TIMEOUT);
         gateway
     }
 
     /// Starts the process without waiting.
     pub fn spawn(self) -> Gateway {
+        self.launch()
+    }
+
+    fn launch(&self) -> Gateway {
         let dir = TempDir::new();
         let config = dir.write("gateway.toml", &self.config);
         let listen = free_port();
@@ -180,6 +202,7 @@ impl GatewayBuilder {
         let started = Instant::now();
         let mut child = command.spawn().expect("starting edgegate");
         let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             child
                 .stdout
@@ -194,11 +217,11 @@ impl GatewayBuilder {
         .flatten()
         {
             let output = Arc::clone(&output);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     output.lock().unwrap().push_str(&format!("{line}\n"));
                 }
-            });
+            }));
         }
         Gateway {
             child,
@@ -206,6 +229,7 @@ impl GatewayBuilder {
             listen: SocketAddr::from(([127, 0, 0, 1], listen)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin)),
             output,
+            readers,
             started,
             _dir: dir,
         }
@@ -222,6 +246,8 @@ pub struct Gateway {
     /// Admin listener.
     pub admin: SocketAddr,
     output: Arc<Mutex<String>>,
+    /// The threads that copy the process' output into `output`.
+    readers: Vec<JoinHandle<()>>,
     /// When the process was started.
     pub started: Instant,
     _dir: TempDir,
@@ -245,17 +271,35 @@ impl Gateway {
     }
 
     /// Waits until `/readyz` is 200; panics with the output on timeout or exit.
-    pub fn wait_ready(&self, timeout: Duration) {
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        if let Err(why) = self.ready_within(timeout) {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits until `/readyz` is 200; on timeout or exit, why, with the
+    /// whole output.
+    fn ready_within(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             if try_get(self.admin, "/readyz", &[]).is_ok_and(|r| r.status == 200) {
-                return;
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // The output is complete once its readers saw the pipes close.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return Err(format!(
+                    "gateway exited ({status}) before it was ready; output:\n{}",
+                    self.output()
+                ));
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "gateway not ready in {timeout:?}; output:\n{}",
                     self.output()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
