@@ -369,7 +369,8 @@ pub fn jwt_hs256_identity_and_failures(t: &dyn Target) {
 }
 
 /// ES256 from an inline PEM and RS256 from a JWKS served over HTTP; an
-/// HS256 token against the RS256-pinned key is refused.
+/// altered RS256 token, or an HS256 token against the RS256-pinned key, is
+/// refused.
 pub fn jwt_asymmetric_keys_and_jwks(t: &dyn Target) {
     let origin = Origin::start(Behaviour::Echo);
     let jwks = Origin::start(Behaviour::Fixed(
@@ -405,6 +406,17 @@ pub fn jwt_asymmetric_keys_and_jwks(t: &dyn Target) {
         "JWKS fetched {} times",
         jwks.hits()
     );
+    // One changed character in the RSA signature, or in the claims it
+    // signs, and the token is refused.
+    let good = tokens::rs256("rsa-1", &claims);
+    let signature_at = good.rfind('.').unwrap() + 1;
+    for at in [signature_at + 20, good.find('.').unwrap() + 5] {
+        let mut forged = good.clone().into_bytes();
+        forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        let r = c.get(&url).bearer_auth(&forged).send().unwrap();
+        assert_eq!(r.status(), 401, "a token changed at byte {at}");
+    }
     // The RSA public key used as an HMAC secret must not verify.
     let confused = tokens::hs256(tokens::RS256_JWKS, Some("rsa-1"), &claims);
     assert_eq!(

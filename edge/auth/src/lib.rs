@@ -13,6 +13,7 @@ mod claims;
 mod error;
 mod jwt;
 mod keys;
+mod montgomery;
 mod pkcs1;
 
 pub use apikey::{ApiKeys, sha256_hex};

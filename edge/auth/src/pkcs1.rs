@@ -1,17 +1,18 @@
-//! RSASSA-PKCS1-v1_5 verification (RS256, RS384, RS512; RFC 8017 §8.2.2)
-//! with fixed-width Montgomery arithmetic.
+//! RSASSA-PKCS1-v1_5 verification (RS256, RS384, RS512; RFC 8017 §8.2.2).
 //!
-//! Verifying is one modular exponentiation by the public exponent (65537:
-//! 16 squarings and one multiplication) and a comparison with the expected
-//! encoding. The general-purpose bignum type of the `rsa` crate allocates
-//! and divides on every step; here the modulus' Montgomery parameters are
-//! computed once per key and every step is a fixed-size multiplication, so
-//! a 2048-bit verification takes a fraction of the time. Keys wider than
-//! 4096 bits, or with an exponent above 64 bits, keep the `rsa` path.
+//! Verifying is one modular exponentiation by the public exponent and a
+//! comparison with the expected encoding. The general-purpose bignum type
+//! of the `rsa` crate allocates and divides on every step; here the
+//! modulus is prepared once per key ([`Modulus`]) and every step is a
+//! Montgomery multiplication. Keys wider than 4096 bits, or with an
+//! exponent above 64 bits, keep the `rsa` path.
 
-use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
-use crypto_bigint::{U2048, U3072, U4096, Uint, Word};
 use sha2::{Digest, Sha256, Sha384, Sha512};
+
+use crate::montgomery::Modulus;
+
+/// The widest modulus taken here, in bytes: it bounds a verification's work.
+const MAX_MODULUS_BYTES: usize = 512;
 
 /// The hash of an RS* algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,29 +51,17 @@ impl Hash {
 }
 
 /// A public key prepared for verification.
-// Keys are held boxed, so the widest variant sets no one's size.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Pkcs1Key {
-    W2048(Modulus<{ U2048::LIMBS }>),
-    W3072(Modulus<{ U3072::LIMBS }>),
-    W4096(Modulus<{ U4096::LIMBS }>),
-}
-
-pub(crate) struct Modulus<const LIMBS: usize> {
-    n: Uint<LIMBS>,
-    params: DynResidueParams<LIMBS>,
+pub(crate) struct Pkcs1Key {
+    n: Modulus,
     e: u64,
-    /// Length of the modulus in bytes (the signature length).
-    k: usize,
 }
 
 impl Pkcs1Key {
     /// `None` when the key is outside what this path handles: then the
     /// caller verifies the general way.
     pub(crate) fn new(n_be: &[u8], e_be: &[u8]) -> Option<Pkcs1Key> {
-        let n_be = strip_zeros(n_be);
-        let e_be = strip_zeros(e_be);
-        if e_be.len() > 8 || n_be.is_empty() {
+        let e_be = &e_be[e_be.iter().position(|b| *b != 0).unwrap_or(e_be.len())..];
+        if e_be.len() > 8 {
             return None;
         }
         let e = e_be.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
@@ -80,78 +69,31 @@ impl Pkcs1Key {
         if e < 3 || e % 2 == 0 {
             return None;
         }
-        let k = n_be.len();
-        Some(match k {
-            0..=256 => Pkcs1Key::W2048(Modulus::new(n_be, e)?),
-            257..=384 => Pkcs1Key::W3072(Modulus::new(n_be, e)?),
-            385..=512 => Pkcs1Key::W4096(Modulus::new(n_be, e)?),
-            _ => return None,
-        })
+        let n = Modulus::from_be(n_be)?;
+        (n.len() <= MAX_MODULUS_BYTES).then_some(Pkcs1Key { n, e })
     }
 
     /// Whether `signature` is a valid RSASSA-PKCS1-v1_5 signature of
     /// `message` with `hash`.
     pub(crate) fn verify(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
-        match self {
-            Pkcs1Key::W2048(m) => m.verify(hash, message, signature),
-            Pkcs1Key::W3072(m) => m.verify(hash, message, signature),
-            Pkcs1Key::W4096(m) => m.verify(hash, message, signature),
-        }
-    }
-}
-
-impl<const LIMBS: usize> Modulus<LIMBS> {
-    const WIDTH: usize = LIMBS * Word::BITS as usize / 8;
-
-    fn new(n_be: &[u8], e: u64) -> Option<Self> {
-        let n = from_be(n_be)?;
-        // Montgomery form needs an odd modulus; RSA moduli are.
-        if n_be.last().is_none_or(|b| b % 2 == 0) {
-            return None;
-        }
-        Some(Modulus {
-            n,
-            params: DynResidueParams::new(&n),
-            e,
-            k: n_be.len(),
-        })
-    }
-
-    fn verify(&self, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
-        // RFC 8017 §8.2.2 step 1, and §5.2.2: the representative is < n.
-        if signature.len() != self.k {
-            return false;
-        }
-        let Some(s) = from_be::<LIMBS>(signature) else {
+        // RFC 8017 §8.2.2 step 1, and §5.2.2: the representative is < n
+        // (`pow_be` refuses other lengths and values).
+        let Some(em) = self.n.pow_be(signature, self.e) else {
             return false;
         };
-        if s >= self.n {
-            return false;
-        }
-        let base = DynResidue::new(&s, self.params);
-        let mut acc = base;
-        for bit in (0..63 - self.e.leading_zeros()).rev() {
-            acc = acc.square();
-            if (self.e >> bit) & 1 == 1 {
-                acc = acc.mul(&base);
-            }
-        }
-        let em = to_be(&acc.retrieve());
-        // The encoded message is the low k bytes; the rest are zero as m < n.
-        let em = &em[Self::WIDTH - self.k..];
-
-        let mut expected = Vec::with_capacity(self.k);
+        let k = self.n.len();
         let prefix = hash.digest_info_prefix();
         let t_len = prefix.len() + hash_len(hash);
-        if self.k < t_len + 11 {
+        if k < t_len + 11 {
             return false;
         }
+        let mut expected = Vec::with_capacity(k);
         expected.extend_from_slice(&[0x00, 0x01]);
-        expected.resize(self.k - t_len - 1, 0xff);
+        expected.resize(k - t_len - 1, 0xff);
         expected.push(0x00);
         expected.extend_from_slice(prefix);
         hash.digest(message, &mut expected);
-        em == expected.as_slice()
+        em == expected
     }
 }
 
@@ -161,30 +103,6 @@ fn hash_len(hash: Hash) -> usize {
         Hash::Sha384 => 48,
         Hash::Sha512 => 64,
     }
-}
-
-fn strip_zeros(bytes: &[u8]) -> &[u8] {
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[first..]
-}
-
-/// A big-endian number, left-padded to the width; `None` when too wide.
-fn from_be<const LIMBS: usize>(bytes: &[u8]) -> Option<Uint<LIMBS>> {
-    let width = LIMBS * Word::BITS as usize / 8;
-    if bytes.len() > width {
-        return None;
-    }
-    let mut padded = vec![0u8; width];
-    padded[width - bytes.len()..].copy_from_slice(bytes);
-    Some(Uint::from_be_slice(&padded))
-}
-
-fn to_be<const LIMBS: usize>(n: &Uint<LIMBS>) -> Vec<u8> {
-    n.as_words()
-        .iter()
-        .rev()
-        .flat_map(|w| w.to_be_bytes())
-        .collect()
 }
 
 #[cfg(test)]
