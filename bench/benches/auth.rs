@@ -28,6 +28,7 @@ fn verifier() -> JwtVerifier {
         "[auth.jwt]\nissuer = \"iss\"\naudience = \"api\"\nkeys = [\n\
          {{ kid = \"hs\", alg = \"HS256\", secret = \"{HS_SECRET}\" }},\n\
          {{ kid = \"rs\", alg = \"RS256\", pem = \"\"\"{RSA_PUBLIC}\"\"\" }},\n\
+         {{ kid = \"ps\", alg = \"PS256\", pem = \"\"\"{RSA_PUBLIC}\"\"\" }},\n\
          {{ kid = \"es\", alg = \"ES256\", pem = \"\"\"{EC_PUBLIC}\"\"\" }},\n]\n"
     );
     let config = Config::parse(&text).expect("bench config");
@@ -69,6 +70,14 @@ fn jwt(c: &mut Criterion) {
             token(
                 Algorithm::RS256,
                 "rs",
+                &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+            ),
+        ),
+        (
+            "PS256",
+            token(
+                Algorithm::PS256,
+                "ps",
                 &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
             ),
         ),

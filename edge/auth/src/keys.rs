@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey};
+use jwt_compact::alg::{Ed25519, Es256, RsaPublicKey};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value};
 
-use crate::pkcs1::{Hash, Pkcs1Key};
+use crate::rsassa::{Hash, Padding, RsaKey};
 
 /// RFC 7518 §3.3: RSA keys below 2048 bits must not be used.
 const MIN_RSA_BITS: usize = 2048;
@@ -71,24 +71,15 @@ impl Alg {
         matches!(self, Alg::Hs256 | Alg::Hs384 | Alg::Hs512)
     }
 
-    /// The hash of an RSASSA-PKCS1-v1_5 algorithm (RS*).
-    fn pkcs1_hash(self) -> Option<Hash> {
-        match self {
-            Alg::Rs256 => Some(Hash::Sha256),
-            Alg::Rs384 => Some(Hash::Sha384),
-            Alg::Rs512 => Some(Hash::Sha512),
-            _ => None,
-        }
-    }
-
-    fn rsa(self) -> Option<Rsa> {
+    /// The padding and hash of an RSA algorithm (RS*, PS*).
+    fn rsassa(self) -> Option<(Padding, Hash)> {
         Some(match self {
-            Alg::Rs256 => Rsa::rs256(),
-            Alg::Rs384 => Rsa::rs384(),
-            Alg::Rs512 => Rsa::rs512(),
-            Alg::Ps256 => Rsa::ps256(),
-            Alg::Ps384 => Rsa::ps384(),
-            Alg::Ps512 => Rsa::ps512(),
+            Alg::Rs256 => (Padding::Pkcs1v15, Hash::Sha256),
+            Alg::Rs384 => (Padding::Pkcs1v15, Hash::Sha384),
+            Alg::Rs512 => (Padding::Pkcs1v15, Hash::Sha512),
+            Alg::Ps256 => (Padding::Pss, Hash::Sha256),
+            Alg::Ps384 => (Padding::Pss, Hash::Sha384),
+            Alg::Ps512 => (Padding::Pss, Hash::Sha512),
             _ => return None,
         })
     }
@@ -100,8 +91,7 @@ enum Material {
     Hs256(Hmac<sha2::Sha256>),
     Hs384(Hmac<sha2::Sha384>),
     Hs512(Hmac<sha2::Sha512>),
-    /// With the key prepared for the fast RS* path, when it fits it.
-    Rsa(Rsa, Box<RsaPublicKey>, Option<Box<Pkcs1Key>>),
+    Rsa(Box<RsaKey>),
     Es256(p256::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
 }
@@ -120,10 +110,10 @@ impl Key {
             Material::Hs256(k) => check_mac(k, message, signature),
             Material::Hs384(k) => check_mac(k, message, signature),
             Material::Hs512(k) => check_mac(k, message, signature),
-            Material::Rsa(alg, k, fast) => match (fast, self.alg.pkcs1_hash()) {
-                (Some(fast), Some(hash)) => fast.verify(hash, message, signature),
-                _ => check(alg, k, message, signature),
-            },
+            Material::Rsa(k) => self
+                .alg
+                .rsassa()
+                .is_some_and(|(padding, hash)| k.verify(padding, hash, message, signature)),
             Material::Es256(k) => check(&Es256, k, message, signature),
             Material::Ed25519(k) => check(&Ed25519, k, message, signature),
         }
@@ -163,7 +153,7 @@ impl Key {
             .filter(|l| !l.is_empty())
             .flat_map(|l| [l, "\n"])
             .collect();
-        let material = if let Some(rsa_alg) = alg.rsa() {
+        let material = if alg.rsassa().is_some() {
             let key = if pem.contains("BEGIN RSA PUBLIC KEY") {
                 use rsa::pkcs1::DecodeRsaPublicKey;
                 RsaPublicKey::from_pkcs1_pem(&pem)
@@ -173,7 +163,7 @@ impl Key {
                 RsaPublicKey::from_public_key_pem(&pem)
                     .map_err(|e| format!("not a valid RSA public key: {e}"))?
             };
-            rsa_material(rsa_alg, key)?
+            rsa_material(&key)?
         } else {
             match alg {
                 Alg::Es256 => {
@@ -270,7 +260,7 @@ impl Key {
             _ => {
                 let key =
                     RsaPublicKey::try_from(&parsed).map_err(|e| format!("invalid RSA JWK: {e}"))?;
-                rsa_material(alg.rsa().expect("RSA family"), key)?
+                rsa_material(&key)?
             }
         };
         Ok(Key { alg, material })
@@ -298,15 +288,16 @@ fn hmac_key(alg: Alg, secret: &[u8]) -> Result<Key, String> {
     Ok(Key { alg, material })
 }
 
-fn rsa_material(alg: Rsa, key: RsaPublicKey) -> Result<Material, String> {
-    let bits = key.n().bits();
+fn rsa_material(key: &RsaPublicKey) -> Result<Material, String> {
+    let key = RsaKey::new(&key.n().to_bytes_be(), &key.e().to_bytes_be())
+        .map_err(|why| format!("not a usable RSA public key: {why}"))?;
+    let bits = key.bits();
     if bits < MIN_RSA_BITS {
         return Err(format!(
             "RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
         ));
     }
-    let fast = Pkcs1Key::new(&key.n().to_bytes_be(), &key.e().to_bytes_be()).map(Box::new);
-    Ok(Material::Rsa(alg, Box::new(key), fast))
+    Ok(Material::Rsa(Box::new(key)))
 }
 
 /// An HMAC tag check in constant time (a tag of another length fails).

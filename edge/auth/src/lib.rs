@@ -14,7 +14,7 @@ mod error;
 mod jwt;
 mod keys;
 mod montgomery;
-mod pkcs1;
+mod rsassa;
 
 pub use apikey::{ApiKeys, sha256_hex};
 pub use error::{JwtError, KeyError};

@@ -59,6 +59,12 @@ impl Modulus {
         self.len
     }
 
+    /// Length of the modulus in bits.
+    pub(crate) fn bits(&self) -> usize {
+        // The top word is not zero: leading zero bytes were stripped.
+        self.n.len() * Word::BITS as usize - self.n[self.n.len() - 1].leading_zeros() as usize
+    }
+
     /// `base`^`e` mod n as big-endian bytes of [`Modulus::len`], for a
     /// big-endian `base` of that length; `None` when `base` ≥ n or `e` is 0.
     pub(crate) fn pow_be(&self, base: &[u8], e: u64) -> Option<Vec<u8>> {
