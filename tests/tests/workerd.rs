@@ -24,6 +24,9 @@ const COMPATIBILITY_DATE: &str = "2026-04-20";
 
 /// How long `wrangler dev` may take to answer its first request.
 const STARTUP: Duration = Duration::from_secs(90);
+/// How long the port may answer as something other than the gateway before
+/// the start counts as failed.
+const FOREIGN_ANSWERS: Duration = Duration::from_secs(10);
 
 /// workerd through `wrangler dev`.
 struct Workerd {
@@ -158,19 +161,31 @@ impl WorkerdGateway {
             .build()
             .expect("http client");
         let started = Instant::now();
+        let mut foreign_since = None;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("wrangler dev exited ({status}):\n{}", self.log());
             }
             // Any answer from the Worker means it is up. The path is one the
             // gateway refuses before routing (an encoded backslash), so the
-            // probe never reaches a scenario's origins.
-            if client
-                .get(format!("{}/%5Cready", self.base_url()))
-                .send()
-                .is_ok()
-            {
-                return;
+            // probe never reaches a scenario's origins. The gateway marks
+            // every answer with a request id; an answer without one comes
+            // from another process that took the port meanwhile (the caller
+            // then starts again on a new one).
+            match client.get(format!("{}/%5Cready", self.base_url())).send() {
+                Ok(r) if r.headers().contains_key("x-request-id") => return,
+                Ok(r) => {
+                    let since = *foreign_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > FOREIGN_ANSWERS {
+                        panic!(
+                            "port {} answers without the gateway's request id ({}):\n{}",
+                            self.port,
+                            r.status(),
+                            self.log()
+                        );
+                    }
+                }
+                Err(_) => foreign_since = None,
             }
             if started.elapsed() > STARTUP {
                 panic!(
