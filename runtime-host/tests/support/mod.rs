@@ -146,25 +146,21 @@ impl GatewayBuilder {
         // A port that was free when picked may be taken by another test
         // before the process binds it; then the process starts again on
         // other ports.
-        for _ in 1..START_ATTEMPTS {
-            let mut gateway = self.launch();
+        let mut attempts = 1;
+        loop {
+            let mut gateway = self.spawn();
             match gateway.ready_within(READY_TIMEOUT) {
                 Ok(()) => return gateway,
-                Err(why) if why.contains("Address already in use") => continue,
+                Err(why) if why.contains("Address already in use") && attempts < START_ATTEMPTS => {
+                    attempts += 1
+                }
                 Err(why) => panic!("{why}"),
             }
         }
-        let mut gateway = self.launch();
-        gateway.wait_ready(READY_TIMEOUT);
-        gateway
     }
 
     /// Starts the process without waiting.
-    pub fn spawn(self) -> Gateway {
-        self.launch()
-    }
-
-    fn launch(&self) -> Gateway {
+    pub fn spawn(&self) -> Gateway {
         let dir = TempDir::new();
         let config = dir.write("gateway.toml", &self.config);
         let listen = free_port();
