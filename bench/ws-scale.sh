@@ -28,10 +28,16 @@
 #   HOLD= SUBSCRIBERS=10000 bash bench/ws-scale.sh   # broadcast only
 #   EDGEGATE=/path/to/edgegate bash bench/ws-scale.sh  # another build
 #   KEEP=/tmp/ws-logs bash bench/ws-scale.sh   # keeps gateway logs and client outputs
+#   PROCESSES=3 HOLD=51000 SUBSCRIBERS= bash bench/ws-scale.sh   # past one process's descriptor limit
 #
 # Both processes need a descriptor per socket: the counts are bounded by
 # the hard RLIMIT_NOFILE (`ulimit -Hn`), which the script and the gateway
-# raise their soft limits to.
+# raise their soft limits to. With PROCESSES=P (default 1), (a) runs P
+# gateways on the gateway's core sharing one redis-server (the scale-out
+# set-up, "Running several instances" in the README), each holding 1/P of
+# the sockets from a client of its own; every room spans all P, so each
+# process has an instance of every hub; RSS is the sum of the gateways'.
+# (b) always uses one gateway.
 #
 # Loopback only; every process it starts is stopped on exit.
 set -euo pipefail
@@ -45,15 +51,16 @@ INTERVAL_MS=${INTERVAL_MS:-100}
 ROOM_SIZE=${ROOM_SIZE:-100}
 CONCURRENCY=${CONCURRENCY:-64}
 IDLE_S=${IDLE_S:-30}
-GATEWAY=127.0.0.1:19031
-ADMIN=127.0.0.1:19032
+PROCESSES=${PROCESSES:-1}
 FLOOR=127.0.0.1:19033
+REDIS_PORT=19034
 SECRET=bench-secret-0123456789abcdef
 
 require "" taskset curl
+[ "$PROCESSES" -eq 1 ] || require "(apt-get install -y redis-server)" redis-server
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 limit=$(ulimit -n)
-for n in $HOLD $SUBSCRIBERS; do
+for n in $(for h in $HOLD; do echo $((h / PROCESSES)); done) $SUBSCRIBERS; do
   if [ "$n" -gt $((limit - 100)) ]; then
     echo "bench/ws-scale.sh: $n sockets need more than the open-file limit $limit allows" >&2
     exit 1
@@ -63,11 +70,20 @@ done
 build -p runtime-host --bin edgegate --example ws_bench
 setup_work
 
-cat >"$work/gateway.toml" <<TOML
+# Gateway K listens on 19040+2K (admin 19041+2K) with a data directory of
+# its own that shares the compiled-component cache; its configuration is
+# $work/gateway-K.toml, with the shared Redis when REDIS is set.
+listen() { echo "127.0.0.1:$((19040 + 2 * $1))"; }
+admin() { echo "127.0.0.1:$((19041 + 2 * $1))"; }
+write_config() {
+  local k=$1 data="$work/data-$1"
+  mkdir -p "$data" "$work/cache"
+  ln -sfn "$work/cache" "$data/cache"
+  cat >"$work/gateway-$k.toml" <<TOML
 [server]
-listen = "$GATEWAY"
-admin = "$ADMIN"
-data_dir = "$work/data"
+listen = "$(listen "$k")"
+admin = "$(admin "$k")"
+data_dir = "$data"
 object_idle_timeout_s = $IDLE_S
 
 [gateway]
@@ -83,6 +99,10 @@ auth = "jwt"
 roles = ["user"]
 websocket = { hub = "{room}", messages_per_second = 1000 }
 TOML
+  if [ -n "${REDIS:-}" ]; then
+    printf '\n[redis]\nurl = "redis://%s"\n' "$REDIS" >>"$work/gateway-$k.toml"
+  fi
+}
 
 mint() {
   target/release/edgegate token --secret "$SECRET" --sub "$1" --roles user --ttl-s 86400
@@ -91,9 +111,19 @@ mint() {
 room_tokens=$(for u in $(seq "$ROOM_SIZE"); do mint "user-$u"; done | tr '\n' ' ')
 broadcast_token=$(mint subscriber)
 
-# metric NAME: a value from the gateway's /metrics.
+# metric NAME: a value from the /metrics of every running gateway, summed.
 metric() {
-  curl -fs "http://$ADMIN/metrics" | awk -v n="$1" '$1 == n {print $2}'
+  local k
+  for k in "${!gateway_pids[@]}"; do
+    curl -fs "http://$(admin "$k")/metrics" || echo "unreachable"
+  done | awk -v n="$1" '$1 == n {sum += $2; seen++} /^unreachable$/ {bad = 1}
+    END { if (!bad && seen) print sum }'
+}
+# rss_sum: the RSS of every running gateway, summed, in KiB.
+rss_sum() {
+  local pid sum=0
+  for pid in "${gateway_pids[@]}"; do sum=$((sum + $(rss_kib "$pid"))); done
+  echo "$sum"
 }
 # client OUT ARGS...: ws_bench on core 0 from the next run's addresses,
 # output in OUT; its pid is left in $client.
@@ -108,15 +138,38 @@ client() {
   client=$!
   pids+=($client)
 }
-# fresh_gateway LOG: a new gateway, ready, settled.
-fresh_gateway() {
-  start_gateway "$work/gateway.toml" "$1"
-  wait_ready "$ADMIN"
+# fresh_gateways COUNT LOG: COUNT new gateways (K = 0..COUNT-1, the log of
+# K in LOG-K), ready, settled; their pids in gateway_pids.
+gateway_pids=()
+fresh_gateways() {
+  local k
+  for k in $(seq 0 $(($1 - 1))); do
+    start_gateway "$work/gateway-$k.toml" "$2-$k"
+    gateway_pids[k]=$gateway_pid
+  done
+  for k in "${!gateway_pids[@]}"; do wait_ready "$(admin "$k")"; done
   sleep 2
 }
-stop_gateway() {
-  kill "$gateway_pid" 2>/dev/null || true
-  wait "$gateway_pid" 2>/dev/null || true
+stop_gateways() {
+  local pid
+  for pid in "${gateway_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${gateway_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  gateway_pids=()
+}
+# settled_rss: the gateways' summed RSS once it has settled (changed by
+# under 1% in 12 s, longer than the 10 s of a scaled-out hub's heartbeat;
+# at most 2 minutes): a hub's memory grows after its sockets are in, as it
+# answers its first events and its peers.
+settled_rss() {
+  local before now
+  now=$(rss_sum)
+  for _ in $(seq 10); do
+    before=$now
+    sleep 12
+    now=$(rss_sum)
+    [ $(((now - before) * 100)) -lt "$before" ] && [ $(((before - now) * 100)) -lt "$before" ] && break
+  done
+  echo "$now"
 }
 # wait_for PATTERN FILE: until FILE has a line matching PATTERN or the
 # client has exited.
@@ -142,46 +195,82 @@ report() {
   fi
 }
 
-# The first start compiles the components into the cache under data_dir;
-# every measured start is a warm one.
-fresh_gateway "$work/gateway-warm.log"
-stop_gateway
+# The first start compiles the components into the shared cache; every
+# measured start is a warm one.
+write_config 0
+fresh_gateways 1 "$work/gateway-warm.log"
+stop_gateways
 
-echo "(a) sockets held, $ROOM_SIZE per hub"
+if [ -n "$HOLD" ] && [ "$PROCESSES" -gt 1 ]; then
+  REDIS=127.0.0.1:$REDIS_PORT
+  taskset -c 0 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    >"$work/redis.log" 2>&1 &
+  redis_pid=$!
+  pids+=($redis_pid)
+  wait_port "$REDIS"
+fi
+for k in $(seq 0 $((PROCESSES - 1))); do write_config "$k"; done
+
+per_process=$((ROOM_SIZE / PROCESSES))
+echo "(a) sockets held, $((per_process * PROCESSES)) per hub, $PROCESSES gateway process(es)"
 echo
 echo "| sockets held | RSS idle | RSS held (hubs live) | RSS held (hubs evicted) | per socket (hubs live) | per socket (hubs evicted) | set-up |"
 echo "|---|---|---|---|---|---|---|"
 for n in $HOLD; do
   log="$work/gateway-hold-$n.log"
-  out="$work/hold-$n"
-  fresh_gateway "$log"
-  idle=$(rss_kib "$gateway_pid")
-  # Held until the hubs are evicted and a sample taken.
-  WS_BENCH_TOKEN=$room_tokens WS_BENCH_HOLD_S=$((IDLE_S * 2 + 20)) \
-    client "$out" hold "ws://$GATEWAY/ws/hold-$n-" "$n" "$ROOM_SIZE"
-  wait_for holding "$out"
-  sleep 2
-  live=$(rss_kib "$gateway_pid")
+  fresh_gateways "$PROCESSES" "$log"
+  idle=$(rss_sum)
+  # Client K holds 1/PROCESSES of the sockets on gateway K, as users of
+  # its own, in every room; held until the hubs are evicted and a sample
+  # taken.
+  clients=()
+  for k in "${!gateway_pids[@]}"; do
+    tokens=$(tr ' ' '\n' <<<"$room_tokens" | sed -n "$((k * per_process + 1)),$(((k + 1) * per_process))p" | tr '\n' ' ')
+    WS_BENCH_TOKEN=$tokens WS_BENCH_HOLD_S=$((IDLE_S * 2 + 150)) \
+      client "$work/hold-$n-$k" hold "ws://$(listen "$k")/ws/hold-$n-" "$((n / PROCESSES))" "$per_process"
+    clients[k]=$client
+  done
+  for k in "${!clients[@]}"; do
+    client=${clients[k]}
+    wait_for holding "$work/hold-$n-$k"
+  done
+  live=$(settled_rss)
   open=$(metric edgegate_websocket_connections || true)
   hubs=$(metric edgegate_durable_objects_live || true)
-  for _ in $(seq $((IDLE_S * 2 + 10))); do
-    [ "$(metric edgegate_durable_objects_live || true)" = 0 ] && break
+  [ -z "${redis_pid:-}" ] || notes+=("hold $n: redis-server RSS while holding $(rss_mib "$redis_pid") MiB")
+  if [ "$PROCESSES" -eq 1 ]; then
+    for _ in $(seq $((IDLE_S * 2 + 10))); do
+      [ "$(metric edgegate_durable_objects_live || true)" = 0 ] && break
+      sleep 1
+    done
     sleep 1
-  done
-  sleep 1
-  evicted=$(rss_kib "$gateway_pid")
+    evicted=$(rss_sum)
+  fi
   left=$(metric edgegate_durable_objects_live || true)
-  kill -TERM "$client" 2>/dev/null || true
-  wait "$client" 2>/dev/null || true
-  held=$(grep -oE 'subscribed [0-9]+' "$out" | awk '{print $2}' || true)
-  held=${held:-0}
-  setup=$(grep -oE 'sockets in [^ ]+' "$out" | sed 's/sockets in //' || true)
+  held=0
+  setup=()
+  for k in "${!clients[@]}"; do
+    kill -TERM "${clients[k]}" 2>/dev/null || true
+    wait "${clients[k]}" 2>/dev/null || true
+    out="$work/hold-$n-$k"
+    subscribed=$(grep -oE 'subscribed [0-9]+' "$out" | awk '{print $2}' || true)
+    held=$((held + ${subscribed:-0}))
+    setup+=("$(grep -oE 'sockets in [^ ]+' "$out" | sed 's/sockets in //' || true)")
+    report "hold $n, process $k" "$out" "$log-$k"
+  done
   per() { awk -v r="$1" -v i="$idle" -v n="$held" 'BEGIN { if (n > 0) printf "%.1f KiB", (r - i) / n; else print "-" }'; }
-  echo "| $held of $n | $((idle / 1024)) MiB | $((live / 1024)) MiB | $((evicted / 1024)) MiB | $(per "$live") | $(per "$evicted") | $setup |"
+  if [ "$PROCESSES" -eq 1 ]; then
+    evicted_mib="$((evicted / 1024)) MiB"
+    evicted_per=$(per "$evicted")
+  else
+    # Scaled out, a hub with users sends its peers a heartbeat every 10 s,
+    # so it stays live.
+    evicted=$live evicted_mib=- evicted_per=-
+  fi
+  echo "| $held of $n | $((idle / 1024)) MiB | $((live / 1024)) MiB | $evicted_mib | $(per "$live") | $evicted_per | $(IFS=/; echo "${setup[*]}") |"
   echo "$n $held $idle $live $evicted" >>"$work/hold-results"
-  notes+=("hold $n: gateway counted $open sockets and $hubs live hubs while holding, $left live hubs at the second sample")
-  report "hold $n" "$out" "$log"
-  stop_gateway
+  notes+=("hold $n: the gateways counted $open sockets and $hubs live hubs while holding, $left live hubs at the second sample")
+  stop_gateways
 done
 if [ -f "$work/hold-results" ] && [ "$(wc -l <"$work/hold-results")" -ge 2 ]; then
   # Marginal cost: least-squares slope of RSS held over sockets held.
@@ -227,13 +316,14 @@ broadcast_row() {
   setup=$(grep -oE 'sockets in [^ ]+' "$out" | sed 's/sockets in //' || true)
   echo "| $n | $name | $deliveries | $p50 | $p99 | $max | $setup | $cpu | $((held / 1024)) MiB |"
 }
+REDIS= write_config 0
 for n in $SUBSCRIBERS; do
   log="$work/gateway-broadcast-$n.log"
   out="$work/broadcast-$n"
-  fresh_gateway "$log"
-  broadcast_row "$n" edgegate "$gateway_pid" "ws://$GATEWAY/ws/broadcast-$n"
-  report "broadcast $n" "$out" "$log"
-  stop_gateway
+  fresh_gateways 1 "$log"
+  broadcast_row "$n" edgegate "${gateway_pids[0]}" "ws://$(listen 0)/ws/broadcast-$n"
+  report "broadcast $n" "$out" "$log-0"
+  stop_gateways
 
   out="$work/floor-$n"
   taskset -c 1 target/release/examples/ws_bench fanout-server "$FLOOR" >"$work/floor-$n.log" 2>&1 &
