@@ -26,7 +26,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, Value};
+use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, TlsCertificates, Value};
 use serde_json::{Value as Json, json};
 use tokio::sync::{Notify, mpsc};
 use wasmtime_wasi_http::{Error as ErrorCode, RequestOptions, WasiBody};
@@ -81,11 +81,14 @@ pub fn is_redis(uri: &Uri) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedisError {
     /// `[redis] url` is not a Redis URL.
-    #[error("redis.url: not a valid redis:// URL")]
+    #[error("redis.url: not a valid redis:// or rediss:// URL")]
     InvalidUrl,
     /// `[redis] url = "env:NAME"` and `NAME` is not set.
     #[error("redis.url: environment variable {0} is not set")]
     MissingEnv(String),
+    /// `[redis] ca_file` cannot be used (the reason, naming the file).
+    #[error("redis.ca_file: {0}")]
+    CaFile(String),
     /// No connection, or it broke.
     #[error("redis unavailable: {0}")]
     Unavailable(String),
@@ -121,7 +124,7 @@ pub fn start(
         Some(name) => std::env::var(name).map_err(|_| RedisError::MissingEnv(name.into()))?,
         None => config.url.clone(),
     };
-    let client = Client::open(url.as_str()).map_err(|_| RedisError::InvalidUrl)?;
+    let client = client(&url, config.ca_file.as_deref())?;
     let redis = Arc::new(Redis {
         address: client.get_connection_info().addr().to_string(),
         client,
@@ -137,6 +140,36 @@ pub fn start(
     objects.link_peers(Arc::new(Publisher(publish)));
     LINKED.store(true, Ordering::Relaxed);
     Ok(Some(redis))
+}
+
+/// The client of `url`; with `ca_file`, a `rediss://` server must show a
+/// certificate from those authorities rather than a public one.
+fn client(url: &str, ca_file: Option<&str>) -> Result<Client, RedisError> {
+    let client = Client::open(url).map_err(|_| RedisError::InvalidUrl)?;
+    let Some(path) = ca_file else {
+        return Ok(client);
+    };
+    if !matches!(
+        client.get_connection_info().addr(),
+        ConnectionAddr::TcpTls { .. }
+    ) {
+        return Err(RedisError::CaFile(
+            "needs a rediss:// url (TLS); redis:// is plain TCP".into(),
+        ));
+    }
+    let pem = std::fs::read(path).map_err(|e| RedisError::CaFile(format!("{path}: {e}")))?;
+    // An empty store would refuse every server, and late.
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(RedisError::CaFile(format!(
+            "{path}: no PEM certificate in it"
+        )));
+    }
+    let certificates = TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    Client::build_with_tls(url, certificates)
+        .map_err(|e| RedisError::CaFile(format!("{path}: {}", e.detail().unwrap_or("not usable"))))
 }
 
 /// A random id for this process (peers tell each other apart by it).

@@ -2,15 +2,18 @@
 //! loopback: `backend = "redis"` limits are exact across them, WebSocket
 //! hubs fan out and share presence across them, and Redis killed and
 //! restarted mid-test is survived (limits follow `on_failure`, hubs keep
-//! serving their local clients, fan-out resumes). Tokens are minted with
-//! the `jsonwebtoken` crate.
+//! serving their local clients, fan-out resumes). The link also runs over
+//! TLS (`rediss://`), trusting a private authority through `ca_file`, and
+//! refuses a server no trusted authority vouches for. Tokens are minted
+//! with the `jsonwebtoken` crate.
 
 mod support;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edgegate_conformance::upstash_rest::RedisServer;
+use edgegate_conformance::upstash_rest::{RedisServer, Tls};
 use serde_json::{Value, json};
 use support::ws::{
     WAIT, Ws, connect_room, expect, expect_within, get_async, none_of, post, send, subscribe,
@@ -35,7 +38,12 @@ fn token(sub: &str, roles: &[&str]) -> String {
 
 /// One `global` redis-backed policy per algorithm (`/limited/<algorithm>`),
 /// a closed and an open one for failures, hub routes.
-fn config(origin: SocketAddr, redis: &str) -> String {
+/// `ca_file`: the authorities a `rediss://` server's certificate must
+/// chain to.
+fn config(origin: SocketAddr, redis: &str, ca_file: Option<&Path>) -> String {
+    let ca_file = ca_file
+        .map(|path| format!("ca_file = {:?}", path.display().to_string()))
+        .unwrap_or_default();
     let mut text = format!(
         r#"
 [gateway]
@@ -53,6 +61,7 @@ targets = [{{ url = "http://{origin}" }}]
 [redis]
 url = "{redis}"
 timeout_ms = 500
+{ca_file}
 
 [[rate_limits]]
 name = "closed"
@@ -131,9 +140,13 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
-        let redis = RedisServer::start();
+        Cluster::start_with(n, RedisServer::start(), None)
+    }
+
+    /// `n` gateways on `redis`, trusting `ca_file`'s authorities for TLS.
+    fn start_with(n: usize, redis: RedisServer, ca_file: Option<&Path>) -> Cluster {
         let origin = Origin::start("ok");
-        let text = config(origin.addr, &redis.url());
+        let text = config(origin.addr, &redis.url(), ca_file);
         let dirs: Vec<TempDir> = (0..n).map(|_| private_data_dir()).collect();
         let mut gateways: Vec<Gateway> = dirs
             .iter()
@@ -419,5 +432,106 @@ async fn redis_down_then_back() {
     presence_becomes(&mut bob, &["alice", "bob", "carol"]).await;
     carol.close(None).await.unwrap();
     assert_eq!(expect(&mut bob, "leave").await["user"], "carol");
+    cluster.assert_healthy();
+}
+
+/// The password of the TLS server; it must never show in the gateways' output.
+const TLS_PASSWORD: &str = "tls-redis-password-0123456789";
+
+fn tls_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/redis-tls")
+        .join(name)
+}
+
+/// A Redis that speaks only TLS, with a certificate from a private
+/// authority (`ca.pem`) for 127.0.0.1, and a password.
+fn tls_redis() -> RedisServer {
+    RedisServer::start_tls(Tls {
+        cert: tls_fixture("server.pem"),
+        key: tls_fixture("server.key"),
+        ca: tls_fixture("ca.pem"),
+        password: TLS_PASSWORD.into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn limits_are_shared_over_tls_with_a_private_authority() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start_with(2, tls_redis(), Some(&tls_fixture("ca.pem")));
+    let (a, b) = (cluster.addr(0), cluster.addr(1));
+    // The link connects in the background: the closed policy answers 503
+    // until it is up.
+    let deadline = Instant::now() + RECOVERY;
+    while get_async(a, "/closed/x").await.status != 200
+        || get_async(b, "/closed/x").await.status != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no TLS link to Redis:\n{}\n{}",
+            cluster.gateways[0].output(),
+            cluster.gateways[1].output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // One limit, counted in the TLS Redis, across both.
+    let mut statuses = Vec::new();
+    for i in 0..LIMIT * 2 {
+        let addr = if i % 2 == 0 { a } else { b };
+        statuses.push(
+            get_async(addr, &format!("/limited/fixed_window/{i}"))
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        (
+            statuses.iter().filter(|s| **s == 200).count(),
+            statuses.iter().filter(|s| **s == 429).count()
+        ),
+        (LIMIT, LIMIT),
+        "{statuses:?}"
+    );
+    cluster.assert_healthy();
+    for gateway in &cluster.gateways {
+        assert!(
+            !gateway.output().contains(TLS_PASSWORD),
+            "{}",
+            gateway.output()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_certificate_no_trusted_authority_signed_is_refused() {
+    let _serial = SERIAL.lock().await;
+    // No ca_file: only the public authorities are trusted.
+    let cluster = Cluster::start_with(1, tls_redis(), None);
+    let gateway = &cluster.gateways[0];
+    let deadline = Instant::now() + RECOVERY;
+    while !gateway
+        .output()
+        .contains("invalid peer certificate: UnknownIssuer")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate failure logged:\n{}",
+            gateway.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !gateway.output().contains("redis connected"),
+        "{}",
+        gateway.output()
+    );
+    // The policies' on_failure decides, as with Redis down.
+    assert_eq!(get_async(cluster.addr(0), "/closed/x").await.status, 503);
+    assert_eq!(get_async(cluster.addr(0), "/open/x").await.status, 200);
+    assert!(
+        !gateway.output().contains(TLS_PASSWORD),
+        "{}",
+        gateway.output()
+    );
     cluster.assert_healthy();
 }

@@ -12,6 +12,7 @@
 use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,20 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    tls: Option<Tls>,
+}
+
+/// What a server that speaks only TLS is started with.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// PEM certificate chain of the server.
+    pub cert: PathBuf,
+    /// PEM private key of the server.
+    pub key: PathBuf,
+    /// PEM certificate of the authority that signed it.
+    pub ca: PathBuf,
+    /// The password clients must give (`requirepass`).
+    pub password: String,
 }
 
 impl RedisServer {
@@ -56,13 +71,23 @@ impl RedisServer {
     /// Starts a server and waits until it answers `PING`. Panics, naming
     /// the package to install, when `redis-server` is missing.
     pub fn start() -> RedisServer {
+        Self::start_with(None)
+    }
+
+    /// Starts a server that speaks only TLS, with `tls`'s certificate and
+    /// password (clients need no certificate of their own).
+    pub fn start_tls(tls: Tls) -> RedisServer {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<Tls>) -> RedisServer {
         if let Some(why) = Self::unavailable() {
             panic!("{why}");
         }
         // A port found free can be taken before the server binds it: retry.
         let mut last = String::new();
         for _ in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(tls.clone()) {
                 Ok(server) => return server,
                 Err(why) => last = why,
             }
@@ -70,21 +95,39 @@ impl RedisServer {
         panic!("redis-server did not start: {last}");
     }
 
-    fn try_start() -> Result<RedisServer, String> {
+    fn try_start(tls: Option<Tls>) -> Result<RedisServer, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let child = Self::spawn(port, dir.path())?;
-        let mut server = RedisServer { child, port, dir };
+        let child = Self::spawn(port, dir.path(), tls.as_ref())?;
+        let mut server = RedisServer {
+            child,
+            port,
+            dir,
+            tls,
+        };
         server.wait_up()?;
         Ok(server)
     }
 
-    fn spawn(port: u16, dir: &std::path::Path) -> Result<Child, String> {
-        Command::new(REDIS_SERVER)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    fn spawn(port: u16, dir: &std::path::Path, tls: Option<&Tls>) -> Result<Child, String> {
+        let mut command = Command::new(REDIS_SERVER);
+        match tls {
+            None => command.args(["--port", &port.to_string()]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca)
+                .args(["--tls-auth-clients", "no", "--requirepass", &tls.password]),
+        };
+        command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir)
@@ -117,10 +160,15 @@ impl RedisServer {
         }
     }
 
+    /// Whether the server answers `PING` (a TLS server: whether it accepts
+    /// connections, as it listens only once it is ready).
     fn ping(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
+        if self.tls.is_some() {
+            return true;
+        }
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
         let mut reply = [0u8; 7];
         stream.write_all(b"PING\r\n").is_ok()
@@ -142,10 +190,11 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // The port may linger for a moment after the kill.
-            let started = Self::spawn(self.port, self.dir.path()).and_then(|child| {
-                self.child = child;
-                self.wait_up()
-            });
+            let started =
+                Self::spawn(self.port, self.dir.path(), self.tls.as_ref()).and_then(|child| {
+                    self.child = child;
+                    self.wait_up()
+                });
             match started {
                 Ok(()) => return,
                 Err(why) if Instant::now() > deadline => {
@@ -161,9 +210,13 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:port/`.
+    /// `redis://127.0.0.1:port/`, or `rediss://:password@127.0.0.1:port/`
+    /// for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.tls {
+            None => format!("redis://127.0.0.1:{}/", self.port),
+            Some(tls) => format!("rediss://:{}@127.0.0.1:{}/", tls.password, self.port),
+        }
     }
 
     /// Its (empty) working directory.

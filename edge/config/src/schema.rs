@@ -488,13 +488,19 @@ fn default_upstash_timeout_ms() -> u64 {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
-    /// `redis://[user:password@]host:port[/db]`, or `env:NAME`. Only the host
-    /// reads it; the edge never connects to Redis itself.
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS), or
+    /// `env:NAME`. Only the host reads it; the edge never connects to Redis
+    /// itself.
     pub url: String,
     /// Time one rate-limit check may take before the policy's `on_failure`
     /// applies.
     #[serde(default = "default_redis_timeout_ms")]
     pub timeout_ms: u64,
+    /// PEM file of the certificate authorities a `rediss://` server's
+    /// certificate must chain to, instead of the public ones (a private
+    /// CA). Read at start.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 // The URL may carry a password: debug output shows only where it comes from.
@@ -508,6 +514,7 @@ impl std::fmt::Debug for Redis {
         f.debug_struct("Redis")
             .field("url", &url)
             .field("timeout_ms", &self.timeout_ms)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

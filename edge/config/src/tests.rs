@@ -293,7 +293,7 @@ upstash = { url = "https://own.upstash.io:8443", token = "t" }
 }
 
 #[test]
-fn redis_section_takes_a_url_or_env_and_a_timeout() {
+fn redis_section_takes_a_url_or_env_a_timeout_and_a_ca_file() {
     let policy = "[[rate_limits]]\nname = \"p\"\nalgorithm = \"gcra\"\nkey = \"ip\"\nlimit = 1\nperiod_s = 1\nbackend = \"redis\"\n";
     let e = err(policy);
     assert_eq!(e.path, "rate_limits[0].backend");
@@ -314,6 +314,20 @@ fn redis_section_takes_a_url_or_env_and_a_timeout() {
     .unwrap();
     let e = err(&format!("{policy}[redis]\nurl = \"http://x\"\n"));
     assert_eq!(e.path, "redis.url");
+    let tls = Config::parse(&format!(
+        "{policy}[redis]\nurl = \"rediss://:hunter2@cache.example:6380\"\nca_file = \"/etc/ca.pem\"\n"
+    ))
+    .unwrap();
+    assert_eq!(tls.redis.unwrap().ca_file.as_deref(), Some("/etc/ca.pem"));
+    let e = err(&format!(
+        "{policy}[redis]\nurl = \"redis://x\"\nca_file = \"/etc/ca.pem\"\n"
+    ));
+    assert_eq!(e.path, "redis.ca_file");
+    assert!(e.to_string().contains("rediss://"), "{e}");
+    let e = err(&format!(
+        "{policy}[redis]\nurl = \"rediss://x\"\nca_file = \"\"\n"
+    ));
+    assert_eq!(e.path, "redis.ca_file");
     let e = err(&format!(
         "{policy}[redis]\nurl = \"redis://x\"\ntimeout_ms = 0\n"
     ));

@@ -230,13 +230,25 @@ pub(crate) fn validate(config: &Config) -> Result {
         check_upstash("upstash", u)?;
     }
     if let Some(redis) = &config.redis {
-        if !(redis.url.starts_with("redis://") || redis.url.starts_with("env:")) {
+        if !["redis://", "rediss://", "env:"]
+            .iter()
+            .any(|scheme| redis.url.starts_with(scheme))
+        {
             return Err(ConfigError::new(
                 "redis.url",
-                "must start with redis:// (or be env:NAME)",
+                "must start with redis:// or rediss:// (or be env:NAME)",
             ));
         }
         positive("redis.timeout_ms", redis.timeout_ms)?;
+        if let Some(file) = &redis.ca_file {
+            non_empty("redis.ca_file", file)?;
+            if redis.url.starts_with("redis://") {
+                return Err(ConfigError::new(
+                    "redis.ca_file",
+                    "needs a rediss:// url (TLS); redis:// is plain TCP",
+                ));
+            }
+        }
     }
 
     if let Some(cors) = &config.cors {
