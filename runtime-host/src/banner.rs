@@ -11,12 +11,15 @@ use crate::token::{self, Claims};
 /// Lifetime of the printed development token.
 const DEV_TOKEN_TTL_S: u64 = 3600;
 
-/// The start-up text.
+/// The start-up text. Commands to try are printed only for the embedded
+/// default configuration (`default_config`), whose routes they exercise:
+/// another configuration may route none of those paths.
 pub fn render(
     config: &Config,
     public: SocketAddr,
     admin: SocketAddr,
     demo: Option<SocketAddr>,
+    default_config: bool,
 ) -> String {
     let base = format!("http://{}", reachable(public));
     let mut out = String::new();
@@ -30,16 +33,18 @@ pub fn render(
             out,
             "  dev token (sub alice, role user, valid 1 h):\n    {token}"
         );
-        let _ = writeln!(out, "  try:");
-        let _ = writeln!(out, "    curl {base}/public/hello");
-        let _ = writeln!(
-            out,
-            "    curl -H \"authorization: Bearer {token}\" {base}/api/hello"
-        );
-        let _ = writeln!(
-            out,
-            "    curl -H \"x-api-key: demo-key\" {base}/service/hello"
-        );
+        if default_config {
+            let _ = writeln!(out, "  try:");
+            let _ = writeln!(out, "    curl {base}/public/hello");
+            let _ = writeln!(
+                out,
+                "    curl -H \"authorization: Bearer {token}\" {base}/api/hello"
+            );
+            let _ = writeln!(
+                out,
+                "    curl -H \"x-api-key: demo-key\" {base}/service/hello"
+            );
+        }
     }
     out
 }
@@ -97,11 +102,28 @@ mod tests {
             "0.0.0.0:8080".parse().unwrap(),
             "127.0.0.1:9901".parse().unwrap(),
             None,
+            true,
         );
         assert!(text.contains("curl http://127.0.0.1:8080/public/hello"));
         assert!(text.contains("authorization: Bearer ey"));
         assert!(text.contains("x-api-key: demo-key"));
         assert!(!text.contains("edgegate-dev-secret"));
+    }
+
+    #[test]
+    fn another_config_gets_the_token_but_no_commands_for_routes_it_may_lack() {
+        let config =
+            Config::parse("[auth.jwt]\nkeys = [{ alg = \"HS256\", secret = \"a-dev-secret\" }]")
+                .unwrap();
+        let text = render(
+            &config,
+            "127.0.0.1:8080".parse().unwrap(),
+            "127.0.0.1:9901".parse().unwrap(),
+            None,
+            false,
+        );
+        assert!(text.contains("dev token"), "{text}");
+        assert!(!text.contains("curl"), "{text}");
     }
 
     #[test]

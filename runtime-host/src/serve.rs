@@ -185,7 +185,13 @@ async fn serve(
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     eprint!(
         "{}",
-        banner::render(&loaded.config, public_addr, admin_addr, demo_addr)
+        banner::render(
+            &loaded.config,
+            public_addr,
+            admin_addr,
+            demo_addr,
+            loaded.source == Source::Default,
+        )
     );
 
     // Sockets close (1001) as soon as the shutdown starts, beside the
