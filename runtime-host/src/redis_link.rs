@@ -86,6 +86,11 @@ pub enum RedisError {
     /// `[redis] url = "env:NAME"` and `NAME` is not set.
     #[error("redis.url: environment variable {0} is not set")]
     MissingEnv(String),
+    /// `[redis] url` asks for TLS without checking the certificate.
+    #[error(
+        "redis.url: #insecure would accept any certificate; trust a private authority with redis.ca_file instead"
+    )]
+    Insecure,
     /// `[redis] ca_file` cannot be used (the reason, naming the file).
     #[error("redis.ca_file: {0}")]
     CaFile(String),
@@ -146,6 +151,9 @@ pub fn start(
 /// certificate from those authorities rather than a public one.
 fn client(url: &str, ca_file: Option<&str>) -> Result<Client, RedisError> {
     let client = Client::open(url).map_err(|_| RedisError::InvalidUrl)?;
+    if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
+        return Err(RedisError::Insecure);
+    }
     let Some(path) = ca_file else {
         return Ok(client);
     };

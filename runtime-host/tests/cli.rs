@@ -187,30 +187,50 @@ fn edgegate_default() -> &'static str {
     include_str!("../../gateway.toml")
 }
 
+/// `serve` with `redis` as its `[redis]` section (the URL holds the
+/// password `hunter2-secret`); it must fail to start: its output.
+fn serve_fails_with_redis(dir: &TempDir, redis: &str) -> String {
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\ndata_dir = {:?}\n\n[redis]\n{redis}\n",
+        support::free_port(),
+        support::free_port(),
+        dir.path().join("data").display().to_string(),
+    );
+    let file = dir.write("edgegate.toml", &config);
+    let out = run(&["serve", "--config", file.to_str().unwrap()], &[]);
+    let text = text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    text
+}
+
 #[test]
 fn serve_names_a_redis_ca_file_it_cannot_use_without_the_url() {
     let dir = TempDir::new();
-    let config = |ca_file: &std::path::Path| {
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\ndata_dir = {:?}\n\n[redis]\nurl = \"rediss://:hunter2-secret@127.0.0.1:1/\"\nca_file = {:?}\n",
-            support::free_port(),
-            support::free_port(),
-            dir.path().join("data").display().to_string(),
-            ca_file.display().to_string()
-        )
-    };
     let missing = dir.path().join("missing.pem");
     let not_pem = dir.write("not.pem", "a certificate, in words\n");
     for (ca_file, reason) in [(&missing, "No such file"), (&not_pem, "no PEM certificate")] {
-        let file = dir.write("edgegate.toml", &config(ca_file));
-        let out = run(&["serve", "--config", file.to_str().unwrap()], &[]);
-        let text = text(&out);
-        assert!(!out.status.success(), "{text}");
+        let text = serve_fails_with_redis(
+            &dir,
+            &format!(
+                "url = \"rediss://:hunter2-secret@127.0.0.1:1/\"\nca_file = {:?}",
+                ca_file.display().to_string()
+            ),
+        );
         assert!(
             text.contains(&format!("error: redis.ca_file: {}: ", ca_file.display())),
             "{text}"
         );
         assert!(text.contains(reason), "{text}");
-        assert!(!text.contains("hunter2"), "{text}");
     }
+}
+
+#[test]
+fn serve_refuses_a_redis_url_that_turns_off_the_certificate_check() {
+    let dir = TempDir::new();
+    let text = serve_fails_with_redis(
+        &dir,
+        "url = \"rediss://:hunter2-secret@127.0.0.1:1/#insecure\"",
+    );
+    assert!(text.contains("error: redis.url: #insecure"), "{text}");
 }
