@@ -32,6 +32,7 @@ use tokio::sync::{Notify, mpsc};
 use wasmtime_wasi_http::{Error as ErrorCode, RequestOptions, WasiBody};
 
 use crate::objects::{ObjectKey, Objects, PeerLink, valid_class};
+use crate::settings::LoadError;
 
 /// The authority the edge sends `backend = "redis"` commands to.
 pub const AUTHORITY: &str = "redis.edgegate.internal";
@@ -76,24 +77,9 @@ pub fn is_redis(uri: &Uri) -> bool {
         .is_some_and(|h| h.eq_ignore_ascii_case(AUTHORITY))
 }
 
-/// Why the link could not be set up or a command has no result. Never
-/// contains the URL.
+/// Why a command has no result. Never contains the URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedisError {
-    /// `[redis] url` is not a Redis URL.
-    #[error("redis.url: not a valid redis:// or rediss:// URL")]
-    InvalidUrl,
-    /// `[redis] url = "env:NAME"` and `NAME` is not set.
-    #[error("redis.url: environment variable {0} is not set")]
-    MissingEnv(String),
-    /// `[redis] url` asks for TLS without checking the certificate.
-    #[error(
-        "redis.url: #insecure would accept any certificate; trust a private authority with redis.ca_file instead"
-    )]
-    Insecure,
-    /// `[redis] ca_file` cannot be used (the reason, naming the file).
-    #[error("redis.ca_file: {0}")]
-    CaFile(String),
     /// No connection, or it broke.
     #[error("redis unavailable: {0}")]
     Unavailable(String),
@@ -121,15 +107,11 @@ pub struct Redis {
 pub fn start(
     config: Option<&edgegate_config::Redis>,
     objects: &Arc<Objects>,
-) -> Result<Option<Arc<Redis>>, RedisError> {
+) -> Result<Option<Arc<Redis>>, LoadError> {
     let Some(config) = config else {
         return Ok(None);
     };
-    let url = match config.url.strip_prefix("env:") {
-        Some(name) => std::env::var(name).map_err(|_| RedisError::MissingEnv(name.into()))?,
-        None => config.url.clone(),
-    };
-    let client = client(&url, config.ca_file.as_deref())?;
+    let client = client_of(config)?;
     let redis = Arc::new(Redis {
         address: client.get_connection_info().addr().to_string(),
         client,
@@ -147,37 +129,55 @@ pub fn start(
     Ok(Some(redis))
 }
 
-/// The client of `url`; with `ca_file`, a `rediss://` server must show a
-/// certificate from those authorities rather than a public one.
-fn client(url: &str, ca_file: Option<&str>) -> Result<Client, RedisError> {
-    let client = Client::open(url).map_err(|_| RedisError::InvalidUrl)?;
-    if let ConnectionAddr::TcpTls { insecure: true, .. } = client.get_connection_info().addr() {
-        return Err(RedisError::Insecure);
-    }
-    let Some(path) = ca_file else {
+/// The client of `[redis]`, not connected: what only the host environment
+/// tells (the `env:` URL, the `ca_file`) is checked here, at load. With
+/// `ca_file`, a `rediss://` server must show a certificate from those
+/// authorities rather than a public one. Errors never contain the URL.
+pub fn client_of(config: &edgegate_config::Redis) -> Result<Client, LoadError> {
+    let error = |path: &str, reason: String| LoadError {
+        path: path.into(),
+        reason,
+    };
+    let url = match config.url.strip_prefix("env:") {
+        Some(name) => std::env::var(name).map_err(|_| {
+            error(
+                "redis.url",
+                format!("environment variable {name} is not set"),
+            )
+        })?,
+        None => config.url.clone(),
+    };
+    let client = Client::open(url.as_str())
+        .map_err(|_| error("redis.url", "not a valid redis:// or rediss:// URL".into()))?;
+    let tls = match client.get_connection_info().addr() {
+        ConnectionAddr::TcpTls { insecure: true, .. } => {
+            return Err(error(
+                "redis.url",
+                "#insecure would accept any certificate; trust a private authority with redis.ca_file instead".into(),
+            ));
+        }
+        addr => matches!(addr, ConnectionAddr::TcpTls { .. }),
+    };
+    let Some(path) = config.ca_file.as_deref() else {
         return Ok(client);
     };
-    if !matches!(
-        client.get_connection_info().addr(),
-        ConnectionAddr::TcpTls { .. }
-    ) {
-        return Err(RedisError::CaFile(
+    let ca_error = |reason: String| error("redis.ca_file", reason);
+    if !tls {
+        return Err(ca_error(
             "needs a rediss:// url (TLS); redis:// is plain TCP".into(),
         ));
     }
-    let pem = std::fs::read(path).map_err(|e| RedisError::CaFile(format!("{path}: {e}")))?;
+    let pem = std::fs::read(path).map_err(|e| ca_error(format!("{path}: {e}")))?;
     // An empty store would refuse every server, and late.
     if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-        return Err(RedisError::CaFile(format!(
-            "{path}: no PEM certificate in it"
-        )));
+        return Err(ca_error(format!("{path}: no PEM certificate in it")));
     }
     let certificates = TlsCertificates {
         client_tls: None,
         root_cert: Some(pem),
     };
-    Client::build_with_tls(url, certificates)
-        .map_err(|e| RedisError::CaFile(format!("{path}: {}", e.detail().unwrap_or("not usable"))))
+    Client::build_with_tls(url.as_str(), certificates)
+        .map_err(|e| ca_error(format!("{path}: {}", e.detail().unwrap_or("not usable"))))
 }
 
 /// A random id for this process (peers tell each other apart by it).
@@ -538,10 +538,23 @@ mod tests {
     }
 
     #[test]
-    fn errors_never_show_the_url() {
-        let bad = Client::open("http://user:hunter2@x").map_err(|_| RedisError::InvalidUrl);
-        assert!(!bad.unwrap_err().to_string().contains("hunter2"));
-        let missing = RedisError::MissingEnv("EDGEGATE_SURELY_UNSET".into());
+    fn errors_name_the_key_and_never_show_the_url() {
+        let config = |url: &str, ca_file: Option<&str>| edgegate_config::Redis {
+            url: url.into(),
+            timeout_ms: 1000,
+            ca_file: ca_file.map(String::from),
+        };
+        let bad = client_of(&config("http://user:hunter2@x", None)).unwrap_err();
+        assert_eq!(bad.path, "redis.url");
+        assert!(!bad.to_string().contains("hunter2"), "{bad}");
+        let missing = client_of(&config("env:EDGEGATE_SURELY_UNSET", None)).unwrap_err();
         assert!(missing.to_string().contains("EDGEGATE_SURELY_UNSET"));
+        let insecure = client_of(&config("rediss://:hunter2@x/#insecure", None)).unwrap_err();
+        assert_eq!(insecure.path, "redis.url");
+        assert!(!insecure.to_string().contains("hunter2"), "{insecure}");
+        let plain = client_of(&config("redis://:hunter2@x", Some("/nonexistent.pem"))).unwrap_err();
+        assert_eq!(plain.path, "redis.ca_file");
+        assert!(plain.reason.contains("rediss://"), "{plain}");
+        assert!(client_of(&config("rediss://:hunter2@x/", None)).is_ok());
     }
 }

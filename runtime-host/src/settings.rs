@@ -90,13 +90,17 @@ impl Loaded {
     }
 
     /// Parses `text` and checks that every `env:` secret resolves from the
-    /// host environment (values are checked, never kept or shown).
+    /// host environment (values are checked, never kept or shown), and that
+    /// `[redis]` gives a usable client (its `ca_file` read).
     pub fn from_text(source: Source, text: String) -> Result<Loaded, LoadError> {
         let config = Config::parse(&text)?;
         let mut resolved = config.clone();
         resolved.resolve_secrets(&|name| std::env::var(name).ok())?;
         // What only compiling the gateway finds (keys that do not parse).
         edgegate_edge::Gateway::new(resolved)?;
+        if let Some(redis) = &config.redis {
+            crate::redis_link::client_of(redis)?;
+        }
         Ok(Loaded {
             source,
             text,

@@ -187,9 +187,10 @@ fn edgegate_default() -> &'static str {
     include_str!("../../gateway.toml")
 }
 
-/// `serve` with `redis` as its `[redis]` section (the URL holds the
-/// password `hunter2-secret`); it must fail to start: its output.
-fn serve_fails_with_redis(dir: &TempDir, redis: &str) -> String {
+/// A configuration whose `[redis]` section is `redis` (the URL holds the
+/// password `hunter2-secret`), which both `check` and `serve` must refuse
+/// (`serve` with exit 2, as for any invalid configuration); their output.
+fn refused_with_redis(dir: &TempDir, redis: &str) -> String {
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\ndata_dir = {:?}\n\n[redis]\n{redis}\n",
         support::free_port(),
@@ -197,20 +198,23 @@ fn serve_fails_with_redis(dir: &TempDir, redis: &str) -> String {
         dir.path().join("data").display().to_string(),
     );
     let file = dir.write("edgegate.toml", &config);
-    let out = run(&["serve", "--config", file.to_str().unwrap()], &[]);
-    let text = text(&out);
-    assert!(!out.status.success(), "{text}");
+    let file = file.to_str().unwrap();
+    let checked = run(&["check", file], &[]);
+    let served = run(&["serve", "--config", file], &[]);
+    assert_eq!(checked.status.code(), Some(1), "{}", text(&checked));
+    assert_eq!(served.status.code(), Some(2), "{}", text(&served));
+    let text = format!("{}{}", text(&checked), text(&served));
     assert!(!text.contains("hunter2"), "{text}");
     text
 }
 
 #[test]
-fn serve_names_a_redis_ca_file_it_cannot_use_without_the_url() {
+fn a_redis_ca_file_that_cannot_be_used_is_named_without_the_url() {
     let dir = TempDir::new();
     let missing = dir.path().join("missing.pem");
     let not_pem = dir.write("not.pem", "a certificate, in words\n");
     for (ca_file, reason) in [(&missing, "No such file"), (&not_pem, "no PEM certificate")] {
-        let text = serve_fails_with_redis(
+        let text = refused_with_redis(
             &dir,
             &format!(
                 "url = \"rediss://:hunter2-secret@127.0.0.1:1/\"\nca_file = {:?}",
@@ -226,9 +230,9 @@ fn serve_names_a_redis_ca_file_it_cannot_use_without_the_url() {
 }
 
 #[test]
-fn serve_refuses_a_redis_url_that_turns_off_the_certificate_check() {
+fn a_redis_url_that_turns_off_the_certificate_check_is_refused() {
     let dir = TempDir::new();
-    let text = serve_fails_with_redis(
+    let text = refused_with_redis(
         &dir,
         "url = \"rediss://:hunter2-secret@127.0.0.1:1/#insecure\"",
     );
