@@ -101,17 +101,11 @@ pub struct Redis {
     broken: Notify,
 }
 
-/// Starts the link of `config` (nothing without a `[redis]` section) and
-/// links `objects` to their peers through it. Connects in the background:
-/// Redis may be down at start.
-pub fn start(
-    config: Option<&edgegate_config::Redis>,
-    objects: &Arc<Objects>,
-) -> Result<Option<Arc<Redis>>, LoadError> {
-    let Some(config) = config else {
-        return Ok(None);
-    };
-    let client = client_of(config)?;
+/// Starts the link of `client` ([`client_of`] the `[redis]` section;
+/// nothing without one) and links `objects` to their peers through it.
+/// Connects in the background: Redis may be down at start.
+pub fn start(client: Option<Client>, objects: &Arc<Objects>) -> Option<Arc<Redis>> {
+    let client = client?;
     let redis = Arc::new(Redis {
         address: client.get_connection_info().addr().to_string(),
         client,
@@ -126,7 +120,7 @@ pub fn start(
     tokio::spawn(Arc::clone(&redis).subscribe_loop(Arc::clone(objects)));
     objects.link_peers(Arc::new(Publisher(publish)));
     LINKED.store(true, Ordering::Relaxed);
-    Ok(Some(redis))
+    Some(redis)
 }
 
 /// The client of `[redis]`, not connected: what only the host environment
@@ -169,7 +163,8 @@ pub fn client_of(config: &edgegate_config::Redis) -> Result<Client, LoadError> {
     }
     let pem = std::fs::read(path).map_err(|e| ca_error(format!("{path}: {e}")))?;
     // An empty store would refuse every server, and late.
-    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    if !pem.windows(BEGIN.len()).any(|w| w == BEGIN) {
         return Err(ca_error(format!("{path}: no PEM certificate in it")));
     }
     let certificates = TlsCertificates {

@@ -151,7 +151,7 @@ async fn serve(
             socket_idle_timeout: settings.websocket_idle_timeout,
         },
     );
-    let redis = crate::redis_link::start(loaded.config.redis.as_ref(), &objects)?;
+    let redis = crate::redis_link::start(loaded.redis.clone(), &objects);
     let outbound = Arc::new(
         Outbound::new(Some(Arc::clone(&objects)))
             .context("setting up TLS for outbound requests")?

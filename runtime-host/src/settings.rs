@@ -59,6 +59,10 @@ pub struct Loaded {
     pub text: String,
     /// Parsed, with `env:` references as written.
     pub config: Config,
+    /// The client of `[redis]`, not connected, built (and its `ca_file`
+    /// read) once at load; `serve` starts its link from it. A reload's is
+    /// not used: `[redis]` applies at start.
+    pub redis: Option<redis::Client>,
 }
 
 impl Loaded {
@@ -98,13 +102,16 @@ impl Loaded {
         resolved.resolve_secrets(&|name| std::env::var(name).ok())?;
         // What only compiling the gateway finds (keys that do not parse).
         edgegate_edge::Gateway::new(resolved)?;
-        if let Some(redis) = &config.redis {
-            crate::redis_link::client_of(redis)?;
-        }
+        let redis = config
+            .redis
+            .as_ref()
+            .map(crate::redis_link::client_of)
+            .transpose()?;
         Ok(Loaded {
             source,
             text,
             config,
+            redis,
         })
     }
 
