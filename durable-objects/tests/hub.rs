@@ -702,3 +702,130 @@ fn without_peers_nothing_is_published_and_no_alarm_is_set() {
     assert!(h.state.take_published().is_empty());
     assert_eq!(h.state.alarm(), None);
 }
+
+/// Random sessions against a model of the protocol: which socket is
+/// subscribed to which topic decides, after any sequence of subscribes,
+/// unsubscribes, malformed frames and evictions, exactly who receives each
+/// publish.
+mod model {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::Harness;
+
+    const USERS: [&str; 3] = ["ann", "ben", "cat"];
+    const TOPICS: [&str; 3] = ["a", "b/c", "room:1"];
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Subscribe(usize, usize),
+        Unsubscribe(usize, usize),
+        Publish(usize, usize, i64),
+        /// A frame that is not a protocol message.
+        Garbage(usize, String),
+        /// The hub is rebuilt from the platform's state (hibernation).
+        Evict,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let socket = 0..USERS.len();
+        let topic = 0..TOPICS.len();
+        prop_oneof![
+            3 => (socket.clone(), topic.clone()).prop_map(|(s, t)| Step::Subscribe(s, t)),
+            2 => (socket.clone(), topic.clone()).prop_map(|(s, t)| Step::Unsubscribe(s, t)),
+            4 => (socket.clone(), topic, any::<i64>()).prop_map(|(s, t, n)| Step::Publish(s, t, n)),
+            1 => (socket, garbage()).prop_map(|(s, g)| Step::Garbage(s, g)),
+            1 => Just(Step::Evict),
+        ]
+    }
+
+    /// Text a client may send that the hub must refuse: any string that is
+    /// not an object, and objects with the protocol's fields gone wrong.
+    fn garbage() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[ -~]{0,12}".prop_map(Value::from),
+            Just(json!(["subscribe"])),
+            Just(json!({"topic": "a"})),
+        ];
+        prop_oneof![
+            "\\PC{0,40}".prop_filter("not an object", |s| !s.trim_start().starts_with('{')),
+            (field.clone(), field.clone())
+                .prop_map(|(kind, topic)| json!({"type": kind, "topic": topic}).to_string()),
+            field.prop_map(|topic| json!({"type": "publish", "topic": topic}).to_string()),
+            Just(r#"{"type":"subscribe","topic":"a""#.to_string()),
+            Just(format!(
+                r#"{{"type":"subscribe","topic":"{}"}}"#,
+                "x".repeat(129)
+            )),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn publishes_reach_exactly_the_current_subscribers(
+            steps in prop::collection::vec(step(), 1..40),
+        ) {
+            let mut h = Harness::new();
+            let sockets: Vec<_> = USERS.iter().map(|u| h.connect(u)).collect();
+            for s in &sockets {
+                s.take_sent();
+            }
+            let mut subscribed = BTreeSet::new();
+            for (n, step) in steps.iter().enumerate() {
+                // A second between frames: the flood limit never applies.
+                h.state.advance(1_000);
+                let id = format!("m{n}");
+                match step {
+                    Step::Subscribe(s, t) | Step::Unsubscribe(s, t) => {
+                        let kind = if matches!(step, Step::Subscribe(..)) {
+                            subscribed.insert((*s, *t));
+                            "subscribe"
+                        } else {
+                            subscribed.remove(&(*s, *t));
+                            "unsubscribe"
+                        };
+                        h.send_json(&sockets[*s], json!({"type": kind, "topic": TOPICS[*t], "id": id}));
+                        prop_assert_eq!(sockets[*s].take_json(), [json!({"type": "ack", "id": id})]);
+                    }
+                    Step::Publish(s, t, data) => {
+                        h.send_json(
+                            &sockets[*s],
+                            json!({"type": "publish", "topic": TOPICS[*t], "data": data, "id": id}),
+                        );
+                        let message = json!({
+                            "type": "message", "topic": TOPICS[*t], "data": data, "from": USERS[*s],
+                        });
+                        for (r, socket) in sockets.iter().enumerate() {
+                            let mut expected = Vec::new();
+                            if subscribed.contains(&(r, *t)) {
+                                expected.push(message.clone());
+                            }
+                            if r == *s {
+                                expected.push(json!({"type": "ack", "id": id}));
+                            }
+                            prop_assert_eq!(socket.take_json(), expected, "socket {} after {:?}", r, step);
+                        }
+                    }
+                    Step::Garbage(s, text) => {
+                        h.send(&sockets[*s], text);
+                        let frames = sockets[*s].take_json();
+                        prop_assert_eq!(frames.len(), 1, "{}", text);
+                        prop_assert_eq!(&frames[0]["type"], "error", "{}", text);
+                        prop_assert!(frames[0]["message"].is_string());
+                    }
+                    Step::Evict => h.evict(),
+                }
+                for socket in &sockets {
+                    prop_assert!(socket.is_open(), "closed after {:?}", step);
+                }
+            }
+        }
+    }
+}

@@ -556,3 +556,88 @@ fn verifier_is_shareable_across_threads() {
     assert_send_sync::<JwtVerifier>();
     assert_send_sync::<edgegate_auth::ApiKeys>();
 }
+
+/// Tokens come from the network: whatever the text, verification answers
+/// with an error (never a panic), and no edit of a genuine token passes.
+mod untrusted {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One character replaced, removed or added.
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Replace(prop::sample::Index, char),
+        /// The last character of a segment, where base64 leaves bits unused.
+        ReplaceLast(prop::sample::Index, char),
+        Remove(prop::sample::Index),
+        Insert(prop::sample::Index, char),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        // The token alphabet, plus what a lenient decoder might skip.
+        let c = prop::sample::select(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ "
+                .chars()
+                .collect::<Vec<_>>(),
+        );
+        prop_oneof![
+            (any::<prop::sample::Index>(), c.clone()).prop_map(|(i, c)| Edit::Replace(i, c)),
+            (any::<prop::sample::Index>(), c.clone()).prop_map(|(i, c)| Edit::ReplaceLast(i, c)),
+            any::<prop::sample::Index>().prop_map(Edit::Remove),
+            (any::<prop::sample::Index>(), c).prop_map(|(i, c)| Edit::Insert(i, c)),
+        ]
+    }
+
+    fn apply(token: &str, edit: &Edit) -> String {
+        let mut chars: Vec<char> = token.chars().collect();
+        let len = chars.len();
+        match edit {
+            Edit::Replace(i, c) => chars[i.index(len)] = *c,
+            Edit::ReplaceLast(i, c) => {
+                let ends: Vec<usize> = (0..len)
+                    .filter(|&at| chars.get(at + 1).is_none_or(|next| *next == '.'))
+                    .collect();
+                chars[ends[i.index(ends.len())]] = *c;
+            }
+            Edit::Remove(i) => {
+                chars.remove(i.index(len));
+            }
+            Edit::Insert(i, c) => chars.insert(i.index(len + 1), *c),
+        }
+        chars.into_iter().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Covers the unused low bits of a segment's last base64 character
+        /// too: a decoder that ignored them would accept a second spelling
+        /// of the same signature.
+        #[test]
+        fn no_edit_of_a_genuine_token_is_accepted(
+            alg in prop::sample::select(ALL_ALGS.to_vec()),
+            edit in edit(),
+        ) {
+            let cfg = config(vec![verifying_key(alg, None)]);
+            let token = mint(alg, None, &claims());
+            let edited = apply(&token, &edit);
+            prop_assume!(edited != token);
+            prop_assert!(verify(&cfg, &edited).is_err(), "{} accepted {:?}", alg, edit);
+        }
+
+        #[test]
+        fn any_text_is_refused(
+            text in prop_oneof![
+                "\\PC{0,300}",
+                "[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,200}\\.[A-Za-z0-9_-]{0,90}",
+                "eyJ[A-Za-z0-9_-]{0,40}\\.eyJ[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{43}",
+            ],
+        ) {
+            for alg in ["HS256", "RS256", "ES256", "EdDSA"] {
+                let cfg = config(vec![verifying_key(alg, None)]);
+                prop_assert!(verify(&cfg, &text).is_err());
+            }
+        }
+    }
+}

@@ -491,3 +491,86 @@ fn router_and_matches_cross_threads() {
     send_sync::<Router>();
     send_sync::<Match<'static>>();
 }
+
+/// `normalize_path` against a plain statement of the rule: percent-decode
+/// each segment once; refuse `.`, `..`, NUL and backslash; collapse `//`.
+mod normalize_model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Pieces that combine into every spelling the rule is about.
+    const PIECES: [&str; 16] = [
+        "", ".", "..", "...", "%2e", "%2E", "%2", "e", "a", "%00", "%5c", "%5C", "\\", "%", "%25",
+        "\0",
+    ];
+
+    fn decode_once(segment: &str) -> Vec<u8> {
+        let bytes = segment.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'%', Some(byte)) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                (byte, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn expected(path: &str) -> Result<String, PathError> {
+        if !path.starts_with('/') {
+            return Err(PathError::NotAbsolute);
+        }
+        let decoded: Vec<Vec<u8>> = path.split('/').map(decode_once).collect();
+        if decoded.iter().any(|s| s.contains(&0)) {
+            return Err(PathError::Nul);
+        }
+        if decoded.iter().any(|s| s.contains(&b'\\')) {
+            return Err(PathError::Backslash);
+        }
+        if decoded.iter().any(|s| s == b"." || s == b"..") {
+            return Err(PathError::DotSegment);
+        }
+        let mut collapsed = path.to_string();
+        while collapsed.contains("//") {
+            collapsed = collapsed.replace("//", "/");
+        }
+        Ok(collapsed)
+    }
+
+    proptest! {
+        #[test]
+        fn follows_the_rule(
+            absolute in any::<bool>(),
+            segments in prop::collection::vec(
+                prop::collection::vec(prop::sample::select(PIECES.to_vec()), 0..3).prop_map(|p| p.concat()),
+                0..6,
+            ),
+        ) {
+            let path = format!("{}{}", if absolute { "/" } else { "" }, segments.join("/"));
+            let got = normalize_path(&path).map(Cow::into_owned);
+            let want = expected(&path);
+            // Which reason is named when several apply is the function's
+            // choice; that the path is refused is not.
+            match (&got, &want) {
+                (Ok(g), Ok(w)) => {
+                    prop_assert_eq!(g, w);
+                    prop_assert_eq!(normalize_path(g), Ok(Cow::Borrowed(g.as_str())));
+                }
+                (Err(_), Err(_)) => {}
+                _ => prop_assert!(false, "{:?}: got {:?}, want {:?}", path, got, want),
+            }
+        }
+    }
+}

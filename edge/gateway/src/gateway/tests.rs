@@ -34,7 +34,7 @@ impl EdgeBody for TestBody {
 }
 
 /// What an upstream target does with one request.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 enum Reply {
     Ok,
     Refused,
@@ -695,4 +695,147 @@ fn a_target_that_keeps_failing_is_left_out() {
             .iter()
             .all(|s| s.uri.authority().unwrap().as_str() == "b.internal:2")
     );
+}
+
+/// Configured numbers at their extremes: the configuration is refused with
+/// the key named, or the gateway serves every request with a deliberate
+/// answer. It never panics and never answers 500.
+mod extreme_numbers {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Values each key should take, at their extremes.
+    const WIDE: [i64; 7] = [1, 2, 999, 1 << 32, 1 << 53, i64::MAX / 1000 + 1, i64::MAX];
+    /// The same for the keys that are 32-bit counts.
+    const NARROW: [i64; 5] = [1, 2, 10, 999, u32::MAX as i64];
+    /// Values no key takes, now and then, so that refusals are covered too.
+    const INVALID: [i64; 3] = [0, -1, u32::MAX as i64 + 1];
+
+    fn number(valid: &'static [i64]) -> impl Strategy<Value = i64> {
+        prop_oneof![
+            12 => prop::sample::select(valid),
+            1 => prop::sample::select(&INVALID[..]),
+        ]
+    }
+
+    /// The names of the keys `config` sets.
+    const KEYS: [&str; 12] = [
+        "weight",
+        "timeout_ms",
+        "connect_timeout_ms",
+        "retries",
+        "retry_backoff_ms",
+        "max_failures",
+        "ejection_ms",
+        "leeway_s",
+        "limit",
+        "period_s",
+        "burst",
+        "max_body_bytes",
+    ];
+
+    /// The keys of `config`, in order; `true` for the 32-bit ones.
+    const NARROW_KEYS: [bool; 14] = [
+        true, true, false, false, true, false, true, false, false, false, false, false, false,
+        false,
+    ];
+
+    fn numbers() -> impl Strategy<Value = Vec<i64>> {
+        NARROW_KEYS
+            .iter()
+            .map(|&narrow| number(if narrow { &NARROW } else { &WIDE }))
+            .collect::<Vec<_>>()
+    }
+
+    fn config(n: &[i64]) -> String {
+        format!(
+            r#"
+[[upstreams]]
+name = "u"
+targets = [{{ url = "http://a.internal:1", weight = {} }}, {{ url = "http://b.internal:2", weight = {} }}]
+timeout_ms = {}
+connect_timeout_ms = {}
+retries = {}
+retry_backoff_ms = {}
+max_failures = {}
+ejection_ms = {}
+
+[auth.jwt]
+issuer = "iss"
+audience = "api"
+leeway_s = {}
+keys = [{{ kid = "k", alg = "HS256", secret = "{SECRET}" }}]
+
+[[rate_limits]]
+name = "p"
+algorithm = "token_bucket"
+key = "ip"
+limit = {}
+period_s = {}
+burst = {}
+
+[[routes]]
+name = "api"
+match = {{ path_prefix = "/api" }}
+upstream = "u"
+auth = "jwt"
+rate_limits = ["p"]
+max_body_bytes = {}
+timeout_ms = {}
+cors = {{ allow_origins = ["https://app.example"], max_age_s = 600 }}
+"#,
+            n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10], n[11], n[12], n[13]
+        )
+    }
+
+    fn reply() -> impl Strategy<Value = Reply> {
+        prop_oneof![Just(Reply::Ok), Just(Reply::Refused), Just(Reply::Timeout)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn the_config_is_refused_by_key_or_every_request_is_answered(
+            n in numbers(),
+            replies in prop::collection::vec(reply(), 0..30),
+        ) {
+            let text = config(&n);
+            let config = match Config::parse(&text) {
+                Ok(config) => config,
+                Err(e) => {
+                    // The key whose number is wrong, by its full path.
+                    let key = e.path.rsplit('.').next().unwrap_or_default();
+                    prop_assert!(KEYS.contains(&key) && !e.reason.is_empty(), "{:?}", e);
+                    return Ok(());
+                }
+            };
+            let gw = match Gateway::new(config) {
+                Ok(gw) => gw,
+                Err(e) => {
+                    prop_assert!(!e.to_string().is_empty());
+                    return Ok(());
+                }
+            };
+            let p = TestPlatform::new(&replies);
+            let auth = format!("Bearer {}", token(&["admin"]));
+            for (method, headers, body) in [
+                ("GET", vec![("authorization", auth.as_str())], &b""[..]),
+                ("POST", vec![("authorization", auth.as_str())], &b"0123456789"[..]),
+                ("GET", vec![("authorization", auth.as_str())], &b""[..]),
+                ("OPTIONS", vec![
+                    ("origin", "https://app.example"),
+                    ("access-control-request-method", "GET"),
+                ], &b""[..]),
+            ] {
+                let resp = run(&gw, &p, request(method, "http://gw/api/x", &headers, body));
+                let status = resp.status().as_u16();
+                prop_assert!(
+                    [200, 204, 413, 429, 502, 503, 504].contains(&status),
+                    "{} answered {} under {:?}", method, status, n
+                );
+            }
+        }
+    }
 }
