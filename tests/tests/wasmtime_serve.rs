@@ -6,10 +6,11 @@
 //! builds it). Without them the scenarios are skipped with the reason
 //! printed, unless `EDGEGATE_REQUIRE_WASMTIME=1`.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use edgegate_conformance::{Running, Target};
 
@@ -79,31 +80,49 @@ impl Target for WasmtimeServe {
     }
 
     fn start(&self, config: &str, env: &[(&str, &str)]) -> Box<dyn Running> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        // Port 0, and the port read from what `wasmtime serve` prints: a
+        // port picked free beforehand may be taken by a parallel test's
+        // server before this one binds it, and then this test would talk to
+        // that server.
         let mut command = Command::new("wasmtime");
         command
-            .args(["serve", "-Scli", "--addr"])
-            .arg(format!("127.0.0.1:{port}"))
+            .args(["serve", "-Scli", "--addr", "127.0.0.1:0"])
             .arg("--env")
             .arg(format!("EDGEGATE_CONFIG={config}"));
         for (name, value) in env {
             command.arg("--env").arg(format!("{name}={value}"));
         }
-        let child = command
+        let mut child = command
             .arg(&self.component)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start wasmtime serve");
-        let served = Served { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "wasmtime serve did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let stderr = child.stderr.take().expect("piped");
+        let (port_tx, port_rx) = mpsc::channel();
+        // Reads the address, then passes the rest on (guest traps, errors)
+        // to this test's output.
+        std::thread::spawn(move || {
+            let mut port_tx = Some(port_tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let port = line
+                    .strip_prefix("Serving HTTP on http://127.0.0.1:")
+                    .and_then(|rest| rest.trim_end_matches('/').parse::<u16>().ok());
+                match (port, port_tx.take()) {
+                    (Some(port), Some(tx)) => {
+                        let _ = tx.send(port);
+                    }
+                    (_, tx) => {
+                        port_tx = tx;
+                        eprintln!("wasmtime serve: {line}");
+                    }
+                }
+            }
+        });
+        let mut served = Served { child, port: 0 };
+        served.port = port_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("wasmtime serve printed the address it serves on");
         Box::new(served)
     }
 }
