@@ -57,7 +57,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Server {
     fn handle(request: IncomingRequest, outparam: ResponseOutparam) {
         wstd::runtime::block_on(async move {
             match transport::request_from_wasi(request) {
-                Ok(request) => transport::respond(outparam, serve(request).await).await,
+                Ok(request) => {
+                    transport::respond(outparam, serve(request).await).await;
+                    transport::linger().await;
+                }
                 Err(why) => transport::fail(outparam, why),
             }
         })

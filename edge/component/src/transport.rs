@@ -8,6 +8,7 @@
 //! lists cross the boundary in one call each (`fields.from-list`,
 //! `fields.entries`), not one call per header.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -28,11 +29,18 @@ use wstd::io::AsyncPollable;
 /// Largest chunk read into guest memory at once (bodies read to the end).
 const READ_CHUNK: u64 = 64 * 1024;
 
-/// After refusing an oversize body, this much more of it (and for at most
-/// `DRAIN_TIME`) is read and dropped, so that a client still sending its
-/// tail gets the 413 rather than a connection reset.
-const DRAIN_MAX: u64 = 256 * 1024;
-const DRAIN_TIME: Duration = Duration::from_millis(500);
+/// Most of a client's body read and thrown away after the answer (see
+/// [`linger`]): enough for uploads somewhat over a route's
+/// `max_body_bytes`. The same bounds as `edgegate serve`'s own.
+const CLIENT_REST_MAX: u64 = 4 * 1024 * 1024;
+/// How long a client gets to send that rest.
+const CLIENT_REST_TIME: Duration = Duration::from_secs(10);
+
+thread_local! {
+    /// The client's body, when it was let go of before its end (see
+    /// [`linger`]). An instance serves one request at a time.
+    static UNREAD: RefCell<Option<Incoming>> = const { RefCell::new(None) };
+}
 
 /// Why a transfer failed.
 #[derive(Debug)]
@@ -74,7 +82,11 @@ struct Limit {
 /// of the body, must be dropped first.
 struct Incoming {
     stream: Option<InputStream>,
-    body: IncomingBody,
+    /// `None` once finished (its trailers taken).
+    body: Option<IncomingBody>,
+    /// The client's body, whose rest [`linger`] reads if it is dropped
+    /// before its end.
+    linger: bool,
 }
 
 impl WasiBody {
@@ -96,9 +108,13 @@ impl WasiBody {
         WasiBody { kind, limit: None }
     }
 
-    fn incoming(body: IncomingBody) -> WasiBody {
+    fn incoming(body: IncomingBody, linger: bool) -> WasiBody {
         WasiBody {
-            kind: Kind::Incoming(Incoming { stream: None, body }),
+            kind: Kind::Incoming(Incoming {
+                stream: None,
+                body: Some(body),
+                linger,
+            }),
             limit: None,
         }
     }
@@ -195,8 +211,9 @@ impl Incoming {
         if self.stream.is_none() {
             let stream = self
                 .body
-                .stream()
-                .map_err(|()| "incoming body already read".to_string())?;
+                .as_ref()
+                .and_then(|body| body.stream().ok())
+                .ok_or_else(|| "incoming body already read".to_string())?;
             self.stream = Some(stream);
         }
         Ok(self.stream.as_ref().expect("set above"))
@@ -204,9 +221,12 @@ impl Incoming {
 
     /// Ends the body (its stream must be finished) and waits for its
     /// trailers.
-    async fn trailers(self) -> Result<Option<Fields>, Failure> {
-        let Incoming { stream, body } = self;
-        drop(stream);
+    async fn trailers(mut self) -> Result<Option<Fields>, Failure> {
+        drop(self.stream.take());
+        let body = self
+            .body
+            .take()
+            .ok_or_else(|| Failure::Other("incoming body already finished".into()))?;
         let future: FutureTrailers = IncomingBody::finish(body);
         // `get` answers only once the future was polled as ready.
         AsyncPollable::new(future.subscribe()).wait_for().await;
@@ -217,6 +237,19 @@ impl Incoming {
             None => Err(Failure::Other(
                 "trailers not ready when polled ready".into(),
             )),
+        }
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if self.linger && self.body.is_some() {
+            let unread = Incoming {
+                stream: self.stream.take(),
+                body: self.body.take(),
+                linger: false,
+            };
+            UNREAD.with(|slot| *slot.borrow_mut() = Some(unread));
         }
     }
 }
@@ -246,7 +279,6 @@ async fn splice(
                     if let Some(limit) = limit {
                         limit.exceeded.store(true, Ordering::Relaxed);
                     }
-                    drain(input).await;
                     return Err(Failure::Other("request body too large".into()));
                 }
                 Err(StreamError::Closed) => return Ok(()),
@@ -277,16 +309,22 @@ async fn splice(
     }
 }
 
-/// Skips what is left of `input`, bounded by `DRAIN_MAX` and `DRAIN_TIME`,
-/// unless the host does that itself once the body is dropped
-/// (`unread-bodies`), so the answer need not wait for it.
-async fn drain(input: &InputStream) {
+/// Reads and throws away the rest of the client's body, if the request let
+/// go of it before its end (a 413, a 401, an early upstream answer): the
+/// client may still be sending it, and a host that closes the connection
+/// with bytes unread makes the client see a reset instead of the answer.
+/// Called once the answer is out; bounded by [`CLIENT_REST_MAX`] and
+/// [`CLIENT_REST_TIME`], as lingering close is in other servers.
+pub async fn linger() {
     use wstd::future::FutureExt as _;
-    if crate::host_feature("unread-bodies") {
+    let Some(mut unread) = UNREAD.with(|slot| slot.borrow_mut().take()) else {
         return;
-    }
+    };
+    let Ok(input) = unread.stream() else {
+        return;
+    };
     let skip = async {
-        let mut left = DRAIN_MAX;
+        let mut left = CLIENT_REST_MAX;
         let mut ready: Option<AsyncPollable> = None;
         while left > 0 {
             match input.skip(left) {
@@ -301,7 +339,9 @@ async fn drain(input: &InputStream) {
             }
         }
     };
-    let _ = skip.timeout(wstd::time::Duration::from(DRAIN_TIME)).await;
+    let _ = skip
+        .timeout(wstd::time::Duration::from(CLIENT_REST_TIME))
+        .await;
 }
 
 /// A header list as `fields` (one host call).
@@ -393,7 +433,17 @@ pub fn request_from_wasi(incoming: IncomingRequest) -> Result<http::Request<Wasi
     let body = incoming
         .consume()
         .map_err(|()| "incoming request body already consumed".to_string())?;
-    let mut request = http::Request::new(WasiBody::incoming(body));
+    // A GET or HEAD without `content-length` has no body to linger over
+    // (hosts may drop `transfer-encoding`, so a chunked POST cannot be told
+    // from an empty one). With `expect: 100-continue`, reading would invite
+    // a body the client would otherwise not send; `edgegate serve`
+    // discards rests itself.
+    let bodiless = matches!(method, Method::GET | Method::HEAD)
+        && !headers.contains_key(http::header::CONTENT_LENGTH);
+    let linger = !bodiless
+        && !headers.contains_key(http::header::EXPECT)
+        && !crate::host_feature("unread-bodies");
+    let mut request = http::Request::new(WasiBody::incoming(body, linger));
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
@@ -507,7 +557,7 @@ fn response_from_wasi(incoming: IncomingResponse) -> Result<http::Response<WasiB
     let body = incoming
         .consume()
         .map_err(|()| Failure::Other("response body already consumed".into()))?;
-    let mut response = http::Response::new(WasiBody::incoming(body));
+    let mut response = http::Response::new(WasiBody::incoming(body, false));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok(response)
