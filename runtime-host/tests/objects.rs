@@ -254,6 +254,48 @@ async fn a_message_over_the_size_limit_closes_with_1009() {
     assert_eq!(expect(&mut watcher, "leave").await["user"], "alice");
 }
 
+/// Frames no client may send, written under the client library: the
+/// server fails the connection with the code RFC 6455 names, and the hub
+/// hears that the user left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_close_with_1002_or_1007() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::MaybeTlsStream;
+
+    let running = gateway("", |b| b);
+    let gw = &running.gateway;
+    let mut watcher = connect(gw, "bad", "watcher").await.unwrap();
+    // A masked text frame of `payload`, with `first` as its first byte.
+    let masked = |first: u8, payload: &[u8]| {
+        let mask = [0x5a, 0x13, 0xc7, 0x02];
+        let mut frame = vec![first, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        frame
+    };
+    let cases: [(&str, Vec<u8>, u16); 4] = [
+        ("an unmasked frame", vec![0x81, 0x02, b'h', b'i'], 1002),
+        ("reserved bits set", masked(0xf1, b"hi"), 1002),
+        ("a fragmented ping", masked(0x09, b""), 1002),
+        ("text that is not UTF-8", masked(0x81, &[0xc3, 0x28]), 1007),
+    ];
+    for (what, bytes, code) in cases {
+        let mut ws = connect(gw, "bad", "mallory").await.unwrap();
+        assert_eq!(expect(&mut watcher, "join").await["user"], "mallory");
+        let MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+            panic!("plain TCP")
+        };
+        tcp.write_all(&bytes).await.unwrap();
+        let frame = expect_close(&mut ws).await.expect("a close code");
+        assert_eq!(u16::from(frame.code), code, "{what}");
+        assert_eq!(
+            expect(&mut watcher, "leave").await["user"],
+            "mallory",
+            "{what}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flooding_a_connection_is_rate_limited() {
     let running = gateway("", |b| b);

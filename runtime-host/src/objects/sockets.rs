@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
@@ -45,6 +45,11 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_NO_STATUS: u16 = 1005;
 /// The connection failed without a close frame.
 pub const CLOSE_ABNORMAL: u16 = 1006;
+/// A frame RFC 6455 forbids (unmasked, reserved bits, a fragmented control
+/// frame, an unknown opcode).
+pub const CLOSE_PROTOCOL: u16 = 1002;
+/// A text message that is not UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// Policy violation (here: a client too slow to read what it is sent).
 pub const CLOSE_POLICY: u16 = 1008;
 /// A message over the size limit.
@@ -559,14 +564,19 @@ async fn read_loop(
                     closing_since = Some(Instant::now());
                 }
             }
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                socket.kill(CLOSE_TOO_BIG, "message too big");
-                reported.get_or_insert((CLOSE_TOO_BIG, "message too big".into()));
-                break;
-            }
             Some(Err(e)) => {
                 tracing::debug!(socket = socket.id, "WebSocket failed: {e}");
-                reported.get_or_insert((CLOSE_ABNORMAL, String::new()));
+                match refusal(&e) {
+                    // The client broke the protocol: fail the connection
+                    // with the code that says how.
+                    Some((code, reason)) => {
+                        socket.kill(code, reason);
+                        reported.get_or_insert((code, reason.into()));
+                    }
+                    None => {
+                        reported.get_or_insert((CLOSE_ABNORMAL, String::new()));
+                    }
+                }
                 break;
             }
             None => break,
@@ -575,6 +585,20 @@ async fn read_loop(
     // The writer must stop even if nothing else tells it to.
     socket.kill(CLOSE_NORMAL, "");
     reported.unwrap_or((CLOSE_ABNORMAL, String::new()))
+}
+
+/// The close code and reason for a read error the client caused; `None`
+/// when the connection itself failed (there is no one to tell).
+fn refusal(error: &WsError) -> Option<(u16, &'static str)> {
+    match error {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+            Some((CLOSE_TOO_BIG, "message too big"))
+        }
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((CLOSE_PROTOCOL, "protocol error")),
+        WsError::Utf8(_) => Some((CLOSE_INVALID_DATA, "text is not UTF-8")),
+        _ => None,
+    }
 }
 
 async fn deliver(objects: &Arc<Objects>, socket: &Socket, message: Message) {
