@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use edgegate_problem::Problem;
-use http::header::{HOST, HeaderValue};
+use http::header::{self, HOST, HeaderValue};
+use http::uri::Authority;
+use http::{Method, Version};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
@@ -67,19 +69,13 @@ pub async fn handle(
         headers.insert(UNHEALTHY_TARGETS, unhealthy);
     }
 
-    // `wasi:http` needs an authority: HTTP/1.0 clients may omit `Host`.
-    if request.uri().authority().is_none() {
-        match request.headers().get(HOST).map(HeaderValue::to_str) {
-            Some(Ok(_)) => {}
-            Some(Err(_)) => {
-                let problem = Problem::new(400, "bad_request", "the Host header is not valid");
-                return respond::problem(&problem, &request_id);
-            }
-            None => {
-                let host = local.map_or_else(|| "localhost".to_string(), |a| a.to_string());
-                request.headers_mut().insert(HOST, header_value(&host));
-            }
-        }
+    if let Err(detail) = check_framing(&mut request, local) {
+        let mut response = respond::problem(&Problem::new(400, "bad_request", detail), &request_id);
+        // What follows such a request on the connection cannot be trusted.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
     }
 
     let pending = upgrade::client_upgrade(&request)
@@ -103,6 +99,42 @@ pub async fn handle(
         );
     }
     response
+}
+
+/// Refuses what RFC 9112 says a server must refuse (hyper itself reads a
+/// body with both framings as chunked and drops `Content-Length`), and
+/// CONNECT; gives an HTTP/1.0 request without `Host` the listen address
+/// (`wasi:http` needs an authority).
+fn check_framing<B>(
+    request: &mut Request<B>,
+    local: Option<SocketAddr>,
+) -> Result<(), &'static str> {
+    if request.method() == Method::CONNECT {
+        return Err("CONNECT is not served: this is not a forward proxy");
+    }
+    let mut hosts = request.headers().get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err("a request may have only one Host header"),
+        (Some(host), None) => {
+            let valid = host
+                .to_str()
+                .ok()
+                .filter(|h| !h.contains('@'))
+                .is_some_and(|h| h.parse::<Authority>().is_ok_and(|a| a.as_str() == h));
+            if !valid {
+                return Err("the Host header is not valid");
+            }
+        }
+        (None, _) if request.uri().authority().is_some() => {}
+        (None, _) if request.version() >= Version::HTTP_11 => {
+            return Err("an HTTP/1.1 request needs a Host header");
+        }
+        (None, _) => {
+            let host = local.map_or_else(|| "localhost".to_string(), |a| a.to_string());
+            request.headers_mut().insert(HOST, header_value(&host));
+        }
+    }
+    Ok(())
 }
 
 /// Socket addresses and validated request ids are always valid header

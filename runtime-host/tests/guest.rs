@@ -193,6 +193,57 @@ fn http_1_0_requests_without_host_are_served() {
     assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
 }
 
+/// What RFC 9112 says a server must refuse is answered 400 by the host and
+/// the connection closed; the guest never sees it.
+#[test]
+fn a_missing_or_malformed_host_and_connect_get_400() {
+    let gateway = start("");
+    for (what, request) in [
+        ("no Host in HTTP/1.1", "GET /ok HTTP/1.1\r\n\r\n"),
+        (
+            "two Hosts",
+            "GET /ok HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n",
+        ),
+        (
+            "a Host that is no authority",
+            "GET /ok HTTP/1.1\r\nhost: a b\r\n\r\n",
+        ),
+        (
+            "a Host with user info",
+            "GET /ok HTTP/1.1\r\nhost: u@a\r\n\r\n",
+        ),
+        (
+            "CONNECT",
+            "CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n",
+        ),
+    ] {
+        let reply = raw(gateway.listen, request.as_bytes()).unwrap();
+        assert_problem(&reply, 400, "bad_request");
+        assert_eq!(reply.header("connection"), Some("close"), "{what}");
+    }
+    // The same requests, well formed, are served.
+    let reply = raw(
+        gateway.listen,
+        b"GET /ok HTTP/1.1\r\nhost: a:8080\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "ok"));
+    let reply = raw(
+        gateway.listen,
+        b"POST /len HTTP/1.1\r\nhost: a\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(reply.text(), "3");
+    // With both framings, the body is read as chunked, never by its
+    // declared length, so nothing of it can pass for a next request.
+    let reply = raw(
+        gateway.listen,
+        b"POST /len HTTP/1.1\r\nhost: a\r\nconnection: close\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(reply.text(), "0");
+}
+
 #[test]
 fn memory_beyond_the_instance_cap_fails_only_that_request() {
     let gateway = start("max_instance_memory_mib = 16");

@@ -61,7 +61,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Server {
                     transport::respond(outparam, serve(request).await).await;
                     transport::linger().await;
                 }
-                Err(why) => transport::fail(outparam, why),
+                // What the host passed in is not a request the gateway can
+                // read (an authority-form CONNECT, a malformed Host): the
+                // client's fault, not the edge's.
+                Err(why) => {
+                    let detail = format!("the request could not be read: {why}");
+                    let problem = Gateway::problem(400, "bad_request", &detail, "-");
+                    transport::respond(outparam, problem).await;
+                }
             }
         })
     }

@@ -469,11 +469,6 @@ pub async fn respond(outparam: ResponseOutparam, response: http::Response<WasiBo
     }
 }
 
-/// Answers with a `wasi:http` error instead of a response.
-pub fn fail(outparam: ResponseOutparam, why: String) {
-    ResponseOutparam::set(outparam, Err(ErrorCode::InternalError(Some(why))));
-}
-
 /// Timeouts of one outgoing request.
 pub struct Timeouts {
     pub connect: Duration,
