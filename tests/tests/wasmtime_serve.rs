@@ -105,17 +105,14 @@ impl Target for WasmtimeServe {
         std::thread::spawn(move || {
             let mut port_tx = Some(port_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let port = line
+                if let Some(port) = line
                     .strip_prefix("Serving HTTP on http://127.0.0.1:")
-                    .and_then(|rest| rest.trim_end_matches('/').parse::<u16>().ok());
-                match (port, port_tx.take()) {
-                    (Some(port), Some(tx)) => {
-                        let _ = tx.send(port);
-                    }
-                    (_, tx) => {
-                        port_tx = tx;
-                        eprintln!("wasmtime serve: {line}");
-                    }
+                    .and_then(|rest| rest.trim_end_matches('/').parse::<u16>().ok())
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(port);
+                } else {
+                    eprintln!("wasmtime serve: {line}");
                 }
             }
         });
