@@ -40,18 +40,17 @@ curl -fs -H "authorization: Bearer $token" "http://$GATEWAY/api/x" >/dev/null
 # nginx's worker, not its master, serves the requests.
 nginx_worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
 
-cpu_split() { awk '{print $14, $15}' "/proc/$1/stat"; } # user system, in ticks
-
 measure() { # name pid url header
-  local u0 s0 u1 s1 requests
+  local u0 s0 u1 s1 out requests
   read -r u0 s0 < <(cpu_split "$2")
   perf stat -a -A -x, -e "$EVENTS" -o "$work/stat" -- \
     taskset -c 0 wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$4" "$3" >"$work/wrk"
   read -r u1 s1 < <(cpu_split "$2")
-  requests=$(awk '/requests in/ {print $1}' "$work/wrk")
-  awk -v n="$1" -v r="$requests" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$(getconf CLK_TCK)" \
-    -v rps="$(awk '/Requests\/sec/ {print $2}' "$work/wrk")" \
-    'BEGIN { printf "\n%s: %.0f requests/s; proxy CPU per request: user %.1f µs, system %.1f µs\n", n, rps, u / hz * 1e6 / r, s / hz * 1e6 / r }'
+  out=$(cat "$work/wrk")
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  printf "\n%s: %.0f requests/s; proxy CPU per request: user %s µs, system %s µs\n" "$1" \
+    "$(wrk_figures "$out" | cut -d' ' -f1)" \
+    "$(cpu_us_per_request $((u1 - u0)) "$out")" "$(cpu_us_per_request $((s1 - s0)) "$out")"
   # perf -x, -A lines: CPU,count,unit,event,...
   awk -F, -v r="$requests" '$2 ~ /^[0-9.]+$/ { printf "  %s %-42s %8.3f per request\n", $1, $4, $2 / r }' "$work/stat"
 }

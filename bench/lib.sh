@@ -175,6 +175,9 @@ median() { sort -g | awk '{a[NR]=$1} END { print a[int((NR+1)/2)] }'; }
 # (`getconf CLK_TCK` a second).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# cpu_split PID: "user system" CPU time of PID, in clock ticks.
+cpu_split() { awk '{print $14, $15}' "/proc/$1/stat"; }
+
 # cpu_us_per_request TICKS WRK_OUTPUT: CPU µs per request, from the clock
 # ticks a process used during a wrk run and that run's output.
 cpu_us_per_request() {
